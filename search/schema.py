@@ -1,0 +1,278 @@
+"""What a search space file may say: every block, its fields, their types and defaults.
+
+This is the one place where the space format's defaults live. Each field is
+a small spec (:class:`Num`, :class:`Flag`, :class:`Enum`, :class:`Text`,
+:class:`Shape`), and blocks are either records of named fields
+(:class:`Rec`) or a ``kind`` and the fields of that kind (:class:`Kinds`).
+The kinds of activation, pooling, normalization and filter init are the
+names of the model tables in ``models``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from models import INITS
+from models.builder import HEAD_POOLS
+from models.functional import PADDINGS
+
+from .data import check_dataset_name
+
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
+
+
+def _g(x: float) -> str:
+    return f"{x:g}"
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number: ``integer`` or real, within [low, high] (``*_open``: strict)."""
+
+    integer: bool = False
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    nullable: bool = False  # null (and an infinite value) mean "no bound"
+    default: Any = REQUIRED
+
+    def describe(self) -> str:
+        what = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            lo, hi = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            what += f" in {lo}{_g(self.low)}, {_g(self.high)}{hi}"
+        elif self.low is not None:
+            what += f" {'>' if self.low_open else '>='} {_g(self.low)}"
+        elif self.high is not None:
+            what += f" {'<' if self.high_open else '<='} {_g(self.high)}"
+        return what + (" or null" if self.nullable else "")
+
+    def admits(self, x: float, open_end: bool = False) -> tuple[bool, bool]:
+        """Whether x (approached but not reached if ``open_end``) is >= low and <= high."""
+        ok_low = self.low is None or x > self.low or (x == self.low and (open_end or not self.low_open))
+        ok_high = self.high is None or x < self.high or (x == self.high and (open_end or not self.high_open))
+        return ok_low, ok_high
+
+
+@dataclass(frozen=True)
+class Flag:
+    default: Any = REQUIRED
+
+    def describe(self) -> str:
+        return "true or false"
+
+
+@dataclass(frozen=True)
+class Enum:
+    options: tuple[str, ...]
+    default: Any = REQUIRED
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(self.options)
+
+
+@dataclass(frozen=True)
+class Text:
+    default: Any = REQUIRED
+    check: Any = None  # callable(str) -> None or the problem
+
+    def describe(self) -> str:
+        return "a string"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A list of ``length`` positive integers, or null."""
+
+    length: int = 3
+    default: Any = None
+
+    def describe(self) -> str:
+        return f"a list of {self.length} positive integers or null"
+
+
+@dataclass(frozen=True)
+class Rec:
+    """A block of named fields; omitted fields take their defaults."""
+
+    fields: dict[str, Any]
+
+    def describe(self) -> str:
+        return "a mapping with keys " + ", ".join(self.fields)
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """A block with a ``kind`` and that kind's fields; a bare string is shorthand for the kind."""
+
+    kinds: dict[str, dict[str, Any]]
+    default: str | None = None  # the kind used when the block is omitted
+
+    def describe(self) -> str:
+        return "a kind (" + ", ".join(self.kinds) + ") or a mapping with a kind"
+
+
+SCALARS = (Num, Flag, Enum, Text, Shape)
+
+
+def _positive(default: Any = REQUIRED) -> Num:
+    return Num(low=0, low_open=True, default=default)
+
+
+def _fraction(default: float = 0.0) -> Num:
+    return Num(low=0, high=1, high_open=True, default=default)
+
+
+def _int(low: int = 1, default: Any = REQUIRED) -> Num:
+    return Num(integer=True, low=low, default=default)
+
+
+# ---------------------------------------------------------------- architecture
+
+FILTERS = Rec(
+    {
+        "count": _int(),  # filters in the bank
+        "size": _int(),  # pixels (size x size)
+        "stride": _int(default=1),  # pixels
+        "init": Enum(tuple(INITS), default="kaiming_normal"),
+        "trainable": Flag(True),  # false: filters stay as drawn (screening)
+    }
+)
+
+ACTIVATION = Kinds(
+    {
+        "identity": {},
+        "clip": {"min": Num(nullable=True, default=None), "max": Num(nullable=True, default=None)},
+        "relu": {},
+        "leaky_relu": {"slope": Num(low=0, high=1, default=0.01)},
+        "gelu": {},
+        "silu": {},
+        "tanh": {},
+    },
+    default="relu",
+)
+
+_WINDOW = {"size": _int(), "stride": _int(default=2)}  # pixels
+POOL = Kinds(
+    {
+        "lp": {"order": Num(low=1), **_WINDOW},  # order p: 1 box sum, 2 L2, 10 ~ max
+        "max": dict(_WINDOW),
+        "avg": dict(_WINDOW),
+        "none": {},
+    },
+    default="none",
+)
+
+_DIVISIVE = {
+    "size": _int(),  # neighbourhood, pixels (size x size x all channels)
+    "remove_mean": Flag(False),
+    "stretch": _positive(1.0),
+    "threshold": _positive(1.0),
+}
+NORM = Kinds({"divisive": dict(_DIVISIVE), "batch": {}, "none": {}}, default="none")
+
+INPUT_NORM = Kinds(
+    {"divisive": {**_DIVISIVE, "padding": Enum(PADDINGS, default="valid")}, "none": {}},
+    default="none",
+)
+
+LAYER = Rec(
+    {
+        "filters": FILTERS,
+        "activation": ACTIVATION,
+        "pool": POOL,
+        "norm": NORM,
+        "dropout": _fraction(),  # probability, after the normalization
+        "padding": Enum(PADDINGS, default="valid"),  # valid: the original family
+    }
+)
+
+HEAD = Rec(
+    {
+        "pool": Enum(HEAD_POOLS, default="flatten"),  # flatten: every feature to the classifier
+        "hidden": _int(low=0, default=0),  # units of a hidden layer; 0: none
+        "dropout": _fraction(),
+    }
+)
+
+DEPTH = _int()
+ARCHITECTURE_KEYS = ("depth", "input_norm", "layers", "head")
+
+# ---------------------------------------------------------------- training recipe
+
+_BETAS = {"beta1": _fraction(0.9), "beta2": _fraction(0.999)}
+OPTIMIZER = Kinds(
+    {
+        "sgd": {"momentum": _fraction(0.9), "nesterov": Flag(True)},
+        "adam": dict(_BETAS),
+        "adamw": dict(_BETAS),
+    },
+    default="adamw",
+)
+
+SCHEDULE = Kinds(
+    {
+        "constant": {},
+        "cosine": {"warmup_epochs": Num(low=0, default=0.0)},  # epochs of linear warm-up
+        "step": {"every": _int(default=10), "gamma": Num(low=0, high=1, low_open=True, default=0.1)},
+        "onecycle": {"pct_start": Num(low=0, high=1, low_open=True, high_open=True, default=0.25)},
+    },
+    default="cosine",
+)
+
+AUGMENTATION = Rec(
+    {
+        "hflip": Flag(False),  # random horizontal flips
+        "translate": _int(low=0, default=0),  # random shifts, pixels
+        "cutout": _int(low=0, default=0),  # side of a random erased square, pixels
+    }
+)
+
+TRAINING = Rec(
+    {
+        "optimizer": OPTIMIZER,
+        "lr": _positive(1e-3),  # peak learning rate
+        "weight_decay": Num(low=0, default=5e-4),
+        "epochs": _int(default=10),
+        "batch_size": _int(default=128),  # images
+        "schedule": SCHEDULE,
+        "label_smoothing": _fraction(),
+        "augmentation": AUGMENTATION,
+    }
+)
+
+# ---------------------------------------------------------------- fixed settings
+
+
+DATA = Rec(
+    {
+        "dataset": Text(default="fashion-mnist", check=check_dataset_name),
+        "input_shape": Shape(default=None),  # (C, H, W) images are resized to; null: as stored
+        "subset": Num(integer=True, low=1, nullable=True, default=None),  # training images used
+    }
+)
+
+CONSTRAINTS = Rec(
+    {
+        "max_params": Num(integer=True, low=1, nullable=True, default=None),
+        "max_features": Num(integer=True, low=1, nullable=True, default=None),  # classifier inputs
+        "max_macs": Num(integer=True, low=1, nullable=True, default=None),  # per image
+    }
+)
+
+TOP_KEYS = ("name", "description", "data", "architecture", "training", "constraints")
+
+# Distribution keys and their arguments, in the order a file gives them.
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "uniform": ("low", "high"),
+    "loguniform": ("low", "high"),
+    "quniform": ("low", "high", "q"),
+    "qloguniform": ("low", "high", "q"),
+    "int": ("low", "high"),
+    "normal": ("mu", "sigma"),
+    "lognormal": ("mu", "sigma"),
+    "qnormal": ("mu", "sigma", "q"),
+    "qlognormal": ("mu", "sigma", "q"),
+}
