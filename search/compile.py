@@ -128,8 +128,13 @@ class CompiledSpace:
 
         Choice labels carry option indices there; the config holds the chosen values.
         """
-        values = {k: (v[0] if isinstance(v, (list, tuple)) else v) for k, v in assignment.items()}
-        values = {k: v for k, v in values.items() if not (isinstance(v, (list, tuple)) and not v)}
+        values = {}
+        for label, value in assignment.items():
+            if isinstance(value, (list, tuple)):  # misc vals: [value], or [] where inactive
+                if not value:
+                    continue
+                value = value[0]
+            values[label] = value
         return plain(space_eval(self.expr, values))
 
 

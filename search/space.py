@@ -154,7 +154,7 @@ def _got(raw: Any) -> str:
     if isinstance(raw, dict):
         return "a mapping with keys " + ", ".join(map(str, raw)) if raw else "an empty mapping"
     if isinstance(raw, list):
-        return f"a list of {len(raw)} items"
+        return f"a list of {len(raw)} items" if raw else "an empty list"
     if raw is None:
         return "null"
     if isinstance(raw, float) and not math.isfinite(raw):

@@ -1,0 +1,98 @@
+"""The command line: ``archsearch sample`` output, and user errors as one line with exit code 2."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from search.cli import main
+from tests.conftest import ROOT
+
+
+def run(*args, cwd=ROOT):
+    """The installed console script, as a user runs it."""
+    script = Path(sys.executable).with_name("archsearch")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "search"]
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def test_ht_l3_1st_has_25600_features():
+    result = run("sample", "spaces/ht_l3_1st.yaml", "--input", "1x200x200", "--json")
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    assert len(records) == 5
+    first = records[0]
+    assert set(first) >= {"arch", "hash", "valid", "reason", "params", "macs", "output_shape"}
+    assert first["output_shape"] == [256, 10, 10]
+    assert first["features"] == 25_600
+    assert first["valid"] is True and first["reason"] is None
+    assert first["arch"]["layers"][2]["pool"]["order"] == 10.0
+
+
+def test_sample_json_reports_invalid_architectures(capsys):
+    assert main(["sample", "spaces/ht_l3_1st.yaml", "--input", "1x100x100", "-n", "1", "--json"]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["valid"] is False
+    assert "below 1x1" in record["reason"]
+    assert record["params"] is None and record["output_shape"] is None
+
+
+def test_sample_text_and_seed(capsys):
+    assert main(["sample", "spaces/pinto_cox.yaml", "-n", "3", "--seed", "4", "-v"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sample", "spaces/pinto_cox.yaml", "-n", "3", "--seed", "4", "-v"]) == 0
+    assert capsys.readouterr().out == first
+    assert "input 1x28x28, 10 classes" in first
+    assert sum(line.startswith("#") for line in first.splitlines()) == 3
+    assert "head.out" in first  # -v prints each plan
+
+
+def test_bad_space_is_one_line_and_exit_code_2(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("architecture: {depth: 1, layers: {filters: {count: 8, size: 3, colour: red}}}\n")
+    result = run("sample", str(bad))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        f"archsearch: error: {bad}: architecture.layers.filters.colour: unknown key; "
+        "expected one of count, size, stride, init, trainable"
+    ]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("architecture: [\n")
+    result = run("sample", str(bad), "--debug")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "malformed YAML" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["sample", "missing.yaml"], "missing.yaml: no such file"),
+        (["sample", "spaces/quickstart.yaml", "--input", "28x28"], "expected CxHxW"),
+        (["sample", "spaces/quickstart.yaml", "-n", "0"], "expected a number >= 1"),
+    ],
+)
+def test_user_errors_exit_2(capsys, args, message):
+    with pytest.raises(SystemExit) as e:
+        sys.exit(main(args))
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_path_datasets_need_the_input_shape(tmp_path, capsys):
+    space = tmp_path / "s.yaml"
+    space.write_text(
+        "data: {dataset: 'npz:/data/x.npz'}\n"
+        "architecture: {depth: 1, layers: {filters: {count: 8, size: 3}}}\n"
+    )
+    assert main(["sample", str(space)]) == 2
+    assert "give --input CxHxW and --classes N" in capsys.readouterr().err
+    assert main(["sample", str(space), "--input", "3x32x32", "--classes", "5", "-n", "1"]) == 0
+    assert "input 3x32x32, 5 classes" in capsys.readouterr().out

@@ -1,0 +1,43 @@
+"""Every shipped space: sampled architectures build and train a step, or are invalid with a reason."""
+
+import pytest
+import torch
+
+from models import InvalidArchitecture, build_model
+from search.cli import input_of
+from search.compile import CompiledSpace
+from search.space import load_space
+from tests.conftest import SPACES
+
+
+def test_the_four_spaces_are_shipped():
+    assert {p.stem for p in SPACES} >= {"fg11_ht_l3", "ht_l3_1st", "pinto_cox", "quickstart"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_sampled_architectures_run_forward_and_backward(path):
+    space = load_space(path)
+    shape, classes = input_of(space, None, None)
+    compiled = CompiledSpace(space)
+    configs = compiled.sample(20, seed=0)
+    assert configs == compiled.sample(20, seed=0)  # same seed, same architectures
+    built = 0
+    for i, config in enumerate(configs):
+        try:
+            model = build_model(config["architecture"], shape, classes, limits=space.constraints, seed=i)
+        except InvalidArchitecture as e:
+            assert str(e), "an invalid architecture must say why"
+            continue
+        built += 1
+        model.train()
+        x = torch.randn(2, *shape)
+        out = model(x)
+        assert out.shape == (2, classes)
+        assert torch.isfinite(out).all(), config
+        torch.nn.functional.cross_entropy(out, torch.tensor([0, 1])).backward()
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                assert p.grad is not None and torch.isfinite(p.grad).all(), (name, config)
+                assert p.grad.abs().sum() > 0, (name, config)
+    assert built >= 5, f"only {built} of 20 sampled architectures of {path.name} are valid"
