@@ -96,3 +96,15 @@ def test_path_datasets_need_the_input_shape(tmp_path, capsys):
     assert "give --input CxHxW and --classes N" in capsys.readouterr().err
     assert main(["sample", str(space), "--input", "3x32x32", "--classes", "5", "-n", "1"]) == 0
     assert "input 3x32x32, 5 classes" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bench_layers_writes_its_json(tmp_path, capsys):
+    out = tmp_path / "layers.json"
+    assert main(["bench", "layers", "--batch", "1", "--repeats", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["input_shape"] == [1, 200, 200]
+    assert results["forward_images_per_s_channels_last"] > 0
+    assert [r["layer"] for r in results["lnorm"]] == ["l0", "l1", "l2", "l3"]
+    assert [r["input"] for r in results["lnorm"]] == ["1x200x200", "64x92x92", "128x40x40", "256x12x12"]
+    assert "images/s" in capsys.readouterr().out
