@@ -148,7 +148,11 @@ ACTIVATIONS: dict[str, type[Op]] = {
 
 
 class _WindowOp(Op):
-    """A size x size window moved by ``stride``: shape rule shared by the pools."""
+    """A size x size window moved by ``stride``: settings and shape rule shared by the pools."""
+
+    def __init__(self, channels: int, padding: str, size: int, stride: int = 2):
+        super().__init__()
+        self.size, self.stride, self.padding = size, stride, padding
 
     @staticmethod
     def out_shape(shape: Shape, padding: str, size: int, stride: int = 2, **_) -> Shape:
@@ -160,18 +164,14 @@ class LPool(_WindowOp):
     """SLM's Lp pooling (order 1: box sum, 2: L2, large: towards max)."""
 
     def __init__(self, channels: int, padding: str, order: float, size: int, stride: int = 2):
-        super().__init__()
-        self.order, self.size, self.stride, self.padding = order, size, stride, padding
+        super().__init__(channels, padding, size, stride)
+        self.order = order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return fn.lpool(x, self.order, self.size, self.stride, self.padding)
 
 
 class MaxPool(_WindowOp):
-    def __init__(self, channels: int, padding: str, size: int, stride: int = 2):
-        super().__init__()
-        self.size, self.stride, self.padding = size, stride, padding
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == "same":
             x = fn.pad_same(x, self.size, self.stride, value=-math.inf)
@@ -180,10 +180,6 @@ class MaxPool(_WindowOp):
 
 class AvgPool(_WindowOp):
     """Average over the window; with "same" padding, over the pixels inside the map."""
-
-    def __init__(self, channels: int, padding: str, size: int, stride: int = 2):
-        super().__init__()
-        self.size, self.stride, self.padding = size, stride, padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == "valid":

@@ -304,9 +304,9 @@ class _Parser:
                 self.fail(path, problem)
             return raw
         if isinstance(spec, S.Shape):
-            ok = isinstance(raw, list) and len(raw) == spec.length
             if raw is None:
                 return None
+            ok = isinstance(raw, list) and len(raw) == spec.length
             if not ok or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in raw):
                 self.expected(path, spec, raw, False)
             return list(raw)

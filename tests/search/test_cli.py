@@ -108,3 +108,40 @@ def test_bench_layers_writes_its_json(tmp_path, capsys):
     assert [r["layer"] for r in results["lnorm"]] == ["l0", "l1", "l2", "l3"]
     assert [r["input"] for r in results["lnorm"]] == ["1x200x200", "64x92x92", "128x40x40", "256x12x12"]
     assert "images/s" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        (
+            "architecture: {depth: 1, layers: {filters: {count: 8, size: 3}}}\nextra: 1\n",
+            "extra: unknown key",
+        ),
+        (
+            "architecture: {depth: {choice: []}, layers: {filters: {count: 8, size: 3}}}\n",
+            "architecture.depth.choice: expected a non-empty list of options",
+        ),
+        (
+            "architecture: {depth: 1, layers: {filters: {count: 8, size: 3}}}\n"
+            "training: {lr: {uniform: [1, 0.1]}}\n",
+            "training.lr.uniform: `low < high` must hold, but got (low=1, high=0.1)",
+        ),
+        (
+            "architecture: {depth: 1, layers: {filters: {count: eight, size: 3}}}\n",
+            'architecture.layers.filters.count: expected an integer >= 1 or a distribution, got "eight"',
+        ),
+        (
+            "architecture: {depth: 1, layers: {filters: {count: 8, size: -5}}}\n",
+            "architecture.layers.filters.size: expected an integer >= 1 or a distribution, got -5",
+        ),
+        ("architecture: {depth: 1, layers: [\n", "malformed YAML"),
+    ],
+)
+def test_bad_space_files_through_the_cli(tmp_path, capsys, text, message):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    assert main(["sample", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert line.startswith(f"archsearch: error: {path}: ") and message in line

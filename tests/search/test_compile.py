@@ -62,37 +62,6 @@ def test_decoded_suggestions_are_values_never_indices(fg11, algo):
         assert json.loads(to_json(config)) == config
 
 
-def test_decode_reproduces_what_was_sampled(fg11):
-    # space_eval over the labels of a sampled point gives the same config back
-    config = fg11.sample(1, seed=7)[0]
-    flat = flatten(config)
-    depth = flat["depth"]
-    vals = {"depth": [[2, 3].index(depth)]}
-    for label in fg11.labels:
-        if label == "depth" or int(label[1]) > depth:
-            continue
-        value = flat[label]
-        options = {
-            "l0.norm.size": [3, 5, 7, 9],
-            "filters.size": [3, 5, 7, 9],
-            "pool.size": [3, 5, 7, 9],
-            "norm.size": [3, 5, 7, 9],
-            "order": [1.0, 2.0, 10.0],
-            "remove_mean": [False, True],
-            "stretch": [0.1, 1.0, 10.0],
-            "threshold": [0.1, 1.0, 10.0],
-            "min": [None, 0.0],
-            "max": [1.0, None],
-        }
-        key = next((k for k in options if label.endswith(k)), None)
-        if label.endswith("filters.count"):
-            opts = [[16, 32, 64], [16, 32, 64, 128], [16, 32, 64, 128, 256]][int(label[1]) - 1]
-        else:
-            opts = options[key]
-        vals[label] = [opts.index(value)]
-    assert fg11.decode(vals) == config
-
-
 def test_conflicting_fields_of_block_options_get_the_kind_in_their_label(tmp_path):
     path = tmp_path / "s.yaml"
     path.write_text(
