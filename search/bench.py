@@ -93,7 +93,7 @@ def bench_layers(args: argparse.Namespace) -> int:
                     f"{row['lnorm_ms'] / row['conv_same_size_ms']:.3f}x conv {a}x{a}",
                 )
             )
-            feature = stage(feature)
+            feature = norm(inp)  # the stage's output, without running it again
 
     print(
         f"bench layers: {space.name} on {results['device']} ({results['threads']} threads), "
