@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", default="spaces/ht_l3_1st.yaml", help="space pinning the model to time")
     p.add_argument("--batch", type=_positive_int, default=16, help="images per forward pass (default 16)")
     p.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats; the median is kept")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to time (default cpu)")
     p.add_argument("--out", default="runs/bench/layers.json", help="where to write the JSON results")
     p.set_defaults(func=cmd_bench)
     return parser
