@@ -83,9 +83,15 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _safe_pow(s: torch.Tensor, exponent: float) -> torch.Tensor:
-    """s ** exponent for s >= 0, with a zero (not NaN) gradient where s == 0."""
-    positive = s > 0
-    return torch.where(positive, torch.where(positive, s, 1.0).pow(exponent), 0.0)
+    """s ** exponent for s >= 0, exact in value, with a finite gradient everywhere.
+
+    Where s is below ``tiny ** 0.8`` of its dtype (about 1e-30 in float32, and
+    every denormal) the value is kept but not differentiated: there
+    ``s ** (exponent - 1)`` would overflow, and times a zero input (lpool's
+    |x|^p) make NaN. The true gradient there is negligible.
+    """
+    live = s > torch.finfo(s.dtype).tiny ** 0.8
+    return torch.where(live, torch.where(live, s, 1.0).pow(exponent), s.clamp_min(0.0).detach().pow(exponent))
 
 
 def lpool(x: torch.Tensor, order: float, size: int, stride: int = 2, padding: str = "valid") -> torch.Tensor:
