@@ -251,6 +251,10 @@ DATA = Rec(
         "dataset": Text(default="fashion-mnist", check=check_dataset_name),
         "input_shape": Shape(default=None),  # (C, H, W) images are resized to; null: as stored
         "subset": Num(integer=True, low=1, nullable=True, default=None),  # training images used
+        # held out of the (subset of the) training set to rank trials: a fraction in (0, 1) or a
+        # count of images >= 1 (whole; checked when the data is loaded)
+        "validation": Num(low=0, low_open=True, default=0.1),
+        "split_seed": Num(integer=True, low=0, default=0),  # seeds subset and validation draws only
     }
 )
 
@@ -262,7 +266,28 @@ CONSTRAINTS = Rec(
     }
 )
 
-TOP_KEYS = ("name", "description", "data", "architecture", "training", "constraints")
+# ---------------------------------------------------------------- how the campaign searches
+
+TPE = Rec(
+    {
+        "startup_trials": _int(low=0, default=20),  # random trials before TPE models the history
+        "gamma": Num(low=0, high=1, low_open=True, high_open=True, default=0.25),  # share of "good" trials
+        "candidates": _int(default=24),  # draws scored per suggestion (expected improvement)
+    }
+)
+
+SEARCH = Rec(
+    {
+        "algo": Enum(("tpe", "random"), default="tpe"),
+        "trials": _int(default=20),  # trials that end (ok, invalid or failed) before the campaign stops
+        "seed": Num(integer=True, low=0, default=0),  # the suggestion sequence and every trial's seed
+        "time_budget": Num(low=0, low_open=True, nullable=True, default=None),  # seconds; null: none
+        "loss_threshold": Num(nullable=True, default=None),  # stop once a loss (1 - val_acc) is <= this
+        "tpe": TPE,
+    }
+)
+
+TOP_KEYS = ("name", "description", "data", "architecture", "training", "constraints", "search")
 
 # Distribution keys and their arguments, in the order a file gives them.
 DISTRIBUTIONS: dict[str, tuple[str, ...]] = {

@@ -78,6 +78,7 @@ class Space:
     head: Node
     training: Node
     constraints: Limits
+    search: dict[str, Any]  # algo, trials, seed, time_budget, loss_threshold, tpe: {...}
 
 
 # ---------------------------------------------------------------- YAML
@@ -382,6 +383,7 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
         p.fail("description", f"expected a string, got {_got(description)}")
     data = _plain(p.record(raw.get("data"), S.DATA, "data", False, None))
     limits = _plain(p.record(raw.get("constraints"), S.CONSTRAINTS, "constraints", False, None))
+    search = _plain(p.record(raw.get("search"), S.SEARCH, "search", False, None))
     training = p.record(raw.get("training"), S.TRAINING, "training", True, None)
 
     arch = raw["architecture"]
@@ -400,7 +402,18 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
     input_norm = p.node(arch.get("input_norm", "none"), S.INPUT_NORM, "architecture.input_norm")
     head = p.node(arch.get("head"), S.HEAD, "architecture.head")
     return Space(
-        source, text, name, description, data, depths, input_norm, layers, head, training, Limits(**limits)
+        source,
+        text,
+        name,
+        description,
+        data,
+        depths,
+        input_norm,
+        layers,
+        head,
+        training,
+        Limits(**limits),
+        search,
     )
 
 
@@ -433,5 +446,5 @@ def _layers(p: _Parser, raw: Any, count: int) -> tuple[Node, ...]:
 
 
 def _plain(block: Block) -> dict[str, Any]:
-    """The values of a block made only of fixed values."""
-    return {k: v.value for k, v in block.fields.items()}
+    """The values of a block made only of fixed values (nested blocks as dicts)."""
+    return {k: _plain(v) if isinstance(v, Block) else v.value for k, v in block.fields.items()}

@@ -205,7 +205,13 @@ def test_defaults_are_filled_and_values_typed(tmp_path):
     assert space.training.fields["lr"] == Fixed(0.001)  # 1e-3 is a number, not the string "1e-3"
     assert space.training.fields["epochs"] == Fixed(10)
     assert space.input_norm == Block({"kind": Fixed("none")})
-    assert space.data == {"dataset": "fashion-mnist", "input_shape": None, "subset": None}
+    assert space.data == {
+        "dataset": "fashion-mnist",
+        "input_shape": None,
+        "subset": None,
+        "validation": 0.1,
+        "split_seed": 0,
+    }
 
 
 def test_numbers_are_cast_to_the_field_type(tmp_path):
