@@ -1,25 +1,43 @@
-"""``archsearch bench layers``: forward throughput of HT-L3-1st and the cost of lnorm.
+"""``archsearch bench``: speed goals, measured (never asserted in tests).
 
-Prints a table and writes JSON. Times are medians over ``--repeats`` after a
-warm-up, measured in one run so the ratios compare like with like.
+- ``layers``: forward throughput of HT-L3-1st and the cost of lnorm;
+- ``overhead``: a real campaign of short trials through ``search.run.launch``, its wall time
+  against the evaluator's own time (goal: wall / compute <= 1.05), with where the rest goes;
+- ``evaluator``: ``search.evaluate.evaluate`` against a bare hand-written torch loop training the
+  same network on the same tensors (goal: evaluator / bare <= 1.0);
+- ``suggest``: the latency of one TPE (and random) suggestion after 100 and 1,000 recorded trials.
+
+Each prints a table and writes JSON (``runs/bench/WHICH.json`` by default) that says which device
+and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
+measured inside one run so they compare like with like.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import dataclasses
+import functools
+import io
 import json
+import os
 import platform
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from models import build_model
 from models import functional as fn
 
-from .cli import input_of
-from .compile import CompiledSpace
+from .cli import _si, input_of
+from .compile import CompiledSpace, arch_name
 from .errors import UserError
 from .space import load_space
 
@@ -39,9 +57,10 @@ def _median_seconds(run, repeats: int, device: torch.device) -> float:
 
 
 def bench_layers(args: argparse.Namespace) -> int:
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available")
-    device = torch.device(args.device)
+    device = _device(args.device)
+    args.space = args.space or "spaces/ht_l3_1st.yaml"
+    args.batch = args.batch or 16
+    args.repeats = args.repeats or 5
     space = load_space(args.space)
     shape, classes = input_of(space, None, None)
     arch = CompiledSpace(space).sample(1)[0]["architecture"]
@@ -103,8 +122,677 @@ def bench_layers(args: argparse.Namespace) -> int:
     for r in rows:
         print(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]}")
     print("  (conv: a convolution from C to C channels on the same map, 'same' padding)")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {out}")
+    _write(results, _out(args))
+    return 0
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _environment(device: torch.device | None) -> dict:
+    """Where and with what a benchmark ran: device, threads, library versions."""
+    from .tracking import versions
+
+    env: dict = {"device": "cpu (hyperopt runs in Python)" if device is None else _device_text(device)}
+    env["threads"] = torch.get_num_threads()
+    env["cpus"] = os.cpu_count()
+    env["platform"] = platform.platform(terse=True)
+    env["load_average"] = round(os.getloadavg()[0], 2)  # at the start: other work on the machine
+    env.update(versions())
+    return env
+
+
+def _device_text(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu {platform.processor() or platform.machine()}"
+
+
+def _env_line(env: dict) -> str:
+    busy = " (other work may compete: expect noise)" if env["load_average"] > 1.0 else ""
+    return (
+        f"{env['device']}, {env['threads']} threads of {env['cpus']} CPUs, load {env['load_average']}{busy}; "
+        f"python {env['python']}, torch {env['torch']}, hyperopt {env['hyperopt']}, mlflow {env['mlflow']}"
+    )
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows if len(r) > i) for i in range(max(map(len, rows)))]
+    for r in rows:
+        cells = [f"{r[0]:<{widths[0]}}"] + [f"{c:>{widths[i + 1]}}" for i, c in enumerate(r[1:])]
+        print("  " + "  ".join(cells).rstrip())
+
+
+def _write(results: dict, out: str) -> None:
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def _out(args: argparse.Namespace) -> str:
+    return args.out or f"runs/bench/{args.which}.json"
+
+
+# ---------------------------------------------------------------- overhead
+
+# The campaign `bench overhead` runs by default: small nets on digits resized to 28x28 (the size
+# of the MNIST family), every draw valid, trials of about 0.5 to 2 seconds on two CPU cores.
+OVERHEAD_SPACE = """\
+name: bench_overhead
+description: Small nets on scikit-learn's digits at 28x28, for `archsearch bench overhead`.
+data:
+  dataset: digits
+  input_shape: [1, 28, 28]
+architecture:
+  depth: {choice: [1, 2]}
+  layers:
+    filters: {count: {choice: [32, 64]}, size: 3}
+    activation: relu
+    pool:
+      choice:
+        - {kind: max, size: 2, stride: 2}
+        - {kind: lp, order: 2, size: 2, stride: 2}
+    norm: {choice: [batch, none]}
+    padding: same
+  head: {pool: flatten}
+training:
+  optimizer: adamw
+  lr: {loguniform: [1e-3, 1e-2]}
+  epochs: 2
+  batch_size: 32
+  schedule: cosine
+search:
+  trials: 20
+  seed: 0
+"""
+
+
+class _Timers:
+    """Count calls of patched functions and sum their time (outermost calls only, per key)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self._depth: dict[str, int] = {}
+        self._undo: list[tuple[Any, str, Any, bool]] = []
+
+    def wrap(self, key: str, fn: Callable, group: str) -> Callable:
+        @functools.wraps(fn)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if self._depth.get(group):  # nested in a call of its group already counted
+                return fn(*args, **kwargs)
+            self._depth[group] = 1
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+                self.calls[key] = self.calls.get(key, 0) + 1
+                self._depth[group] = 0
+
+        return timed
+
+    def patch(self, owner: Any, attr: str, key: str, group: str | None = None) -> None:
+        """Replace ``owner.attr`` (a module's function, a class's method, an instance's method).
+
+        Calls nested in another call of the same ``group`` (default: the key) are not counted:
+        MlflowClient.log_text calls log_artifact, for instance.
+        """
+        own = vars(owner)
+        self._undo.append((owner, attr, own.get(attr), attr in own))
+        setattr(owner, attr, self.wrap(key, getattr(owner, attr), group or key))
+
+    def restore(self) -> None:
+        for owner, attr, original, had in reversed(self._undo):
+            if had:
+                setattr(owner, attr, original)
+            else:
+                delattr(owner, attr)
+        self._undo.clear()
+
+    def get(self, key: str) -> float:
+        return self.seconds.get(key, 0.0)
+
+
+# Parts of the driver timed by `bench overhead`: (module or class, attribute, label).
+_MLFLOW_METHODS = (
+    "create_experiment",
+    "create_run",
+    "log_batch",
+    "log_text",
+    "log_artifact",
+    "set_tag",
+    "set_terminated",
+    "update_run",
+    "search_runs",
+    "search_experiments",
+    "get_experiment_by_name",
+    "get_run",
+    "download_artifacts",
+)
+
+
+def bench_overhead(args: argparse.Namespace) -> int:
+    """A real campaign through ``search.run.launch``; its wall time against the evaluator's own."""
+    from . import driver, run, tracking
+    from .evaluate import evaluate
+    from .settings import resolve
+
+    device = _device(args.device)
+    env = _environment(device)
+    overrides = [f"search.trials={args.trials}"]
+    if args.epochs:
+        overrides.append(f"training.epochs={args.epochs}")
+    if args.dataset:
+        overrides.append(f"data.dataset={args.dataset}")
+    overrides += list(args.set or [])
+
+    stats: dict = {"evaluator": 0.0, "callbacks": 0.0, "outcomes": {}, "trial_seconds": [], "per_trial": []}
+
+    def timed_evaluate(config: dict, data: Any, *, on_epoch: Callable | None = None, **kw: Any) -> Any:
+        spent = [0.0]
+
+        def callback(epoch: int, metrics: dict) -> None:  # the driver's tracking, not the evaluator's
+            t = time.perf_counter()
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            spent[0] += time.perf_counter() - t
+
+        _sync(device)
+        start = time.perf_counter()
+        result = evaluate(config, data, on_epoch=callback, **kw)
+        _sync(device)
+        total = time.perf_counter() - start
+        stats["evaluator"] += total - spent[0]
+        stats["callbacks"] += spent[0]
+        stats["trial_seconds"].append(total - spent[0])
+        stats["per_trial"].append(
+            {
+                "name": arch_name(config["architecture"]),
+                "outcome": result.outcome,
+                "seconds": total - spent[0],
+            }
+        )
+        stats["outcomes"][result.outcome] = stats["outcomes"].get(result.outcome, 0) + 1
+        return result
+
+    with tempfile.TemporaryDirectory(prefix="archsearch-bench-") as tmp:
+        runs = Path(tmp) / "runs"
+        if args.space:
+            space_path = args.space
+        else:
+            space_path = str(Path(tmp) / "bench_overhead.yaml")
+            Path(space_path).write_text(OVERHEAD_SPACE)
+        settings = resolve(
+            space_path, overrides, name="bench-overhead", device=args.device, runs=runs, quiet=True
+        )
+
+        # one-off, before launch: torch's lazy imports (the first optimizer imports torch._dynamo,
+        # seconds), which the first trial of any process pays; not what this benchmark is about
+        t = time.perf_counter()
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+        warmup_seconds = time.perf_counter() - t
+
+        t = time.perf_counter()  # one-off: the SQLite store and its schema migrations
+        store = tracking.Store(f"sqlite:///{(runs / 'mlflow.db').resolve()}", runs)
+        store.find(settings.name)
+        store_seconds = time.perf_counter() - t
+
+        timers = _Timers()
+        for method in _MLFLOW_METHODS:
+            timers.patch(store.client, method, f"mlflow.{method}", group="mlflow")
+        for owner, attr, key in (
+            (run, "load_data", "data load"),
+            (run, "run_campaign", "trials loop"),
+            (tracking.Store, "create", "campaign create"),
+            (tracking.Campaign, "acquire", "campaign lock"),
+            (tracking.Campaign, "release", "campaign release"),
+            (tracking.Campaign, "set_tags", "campaign tags"),
+            (tracking.Campaign, "trials", "history read"),
+            (tracking.Campaign, "start_trial", "start_trial"),
+            (tracking.TrialRun, "log_epoch", "log_epoch"),
+            (tracking.TrialRun, "finish", "finish"),
+            (tracking.Campaign, "log_progress", "log_progress"),
+            (driver.Search, "ask", "ask"),
+            (driver.Search, "tell", "tell"),
+        ):
+            timers.patch(owner, attr, key)
+        profiler = cProfile.Profile() if args.profile else None
+        try:
+            _sync(device)
+            start = time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            with contextlib.redirect_stdout(io.StringIO()):  # its summary names a folder about to go
+                code = run.launch(settings, store, evaluate_fn=timed_evaluate)
+            if profiler is not None:
+                profiler.disable()
+            _sync(device)
+            wall = time.perf_counter() - start
+        finally:
+            timers.restore()
+        if code != 0:
+            raise UserError(f"bench overhead: the campaign ended with exit code {code}")
+
+    n = sum(stats["outcomes"].values())
+    compute = stats["evaluator"]
+    loop = timers.get("trials loop")
+    one_off = wall - loop
+    in_loop = {
+        "start_trial": timers.get("start_trial"),
+        "log_epoch (on_epoch)": stats["callbacks"],
+        "finish": timers.get("finish"),
+        "log_progress": timers.get("log_progress"),
+        "ask (suggest)": timers.get("ask"),
+        "tell": timers.get("tell"),
+        "history read": timers.get("history read"),
+    }
+    in_loop["other (driver, progress)"] = loop - compute - sum(in_loop.values())
+    mlflow_calls = {k.removeprefix("mlflow."): v for k, v in timers.calls.items() if k.startswith("mlflow.")}
+    mlflow_seconds = {
+        k.removeprefix("mlflow."): v for k, v in timers.seconds.items() if k.startswith("mlflow.")
+    }
+    if n == 0 or compute <= 0:
+        raise UserError("bench overhead: no trial was evaluated")
+    results: dict = {
+        "benchmark": "overhead",
+        **env,
+        "space": args.space or "built-in bench_overhead (digits)",
+        "overrides": overrides,
+        "trials": n,
+        "outcomes": stats["outcomes"],
+        "torch_import_seconds": warmup_seconds,
+        "store_open_seconds": store_seconds,
+        "wall_seconds": wall,
+        "compute_seconds": compute,
+        "ratio": wall / compute,
+        "loop_ratio": loop / compute,
+        "goal": 1.05,
+        "one_off_seconds": {
+            "data_load": timers.get("data load"),
+            "campaign_create": timers.get("campaign create"),
+            "lock_tags_release": timers.get("campaign lock")
+            + timers.get("campaign tags")
+            + timers.get("campaign release"),
+            "other": one_off
+            - timers.get("data load")
+            - timers.get("campaign create")
+            - timers.get("campaign lock")
+            - timers.get("campaign tags")
+            - timers.get("campaign release"),
+        },
+        "loop_seconds": loop,
+        "loop_breakdown_seconds": in_loop,
+        "evaluator_seconds_per_trial": {
+            "median": statistics.median(stats["trial_seconds"]),
+            "min": min(stats["trial_seconds"]),
+            "max": max(stats["trial_seconds"]),
+        },
+        "per_trial": stats["per_trial"],
+        "mlflow_calls": mlflow_calls,
+        "mlflow_seconds": mlflow_seconds,
+        "mlflow_calls_per_trial": sum(mlflow_calls.values()) / max(1, n),
+    }
+
+    per = results["evaluator_seconds_per_trial"]
+    print(
+        f"bench overhead: {n} trials ({', '.join(f'{v} {k}' for k, v in stats['outcomes'].items())}) "
+        f"on {_env_line(env)}"
+    )
+    print(f"  evaluator per trial: median {per['median']:.2f} s (min {per['min']:.2f}, max {per['max']:.2f})")
+
+    def row(label: str, seconds: float, per_trial: bool = False) -> tuple[str, ...]:
+        share = f"{100 * seconds / wall:.1f}% of wall"
+        each = f"{1e3 * seconds / max(1, n):.1f} ms/trial" if per_trial else ""
+        return (label, f"{seconds:.3f} s", each, share)
+
+    rows = [
+        ("before launch: torch lazy imports", f"{warmup_seconds:.3f} s", "", "(not in wall)"),
+        ("before launch: store open + migrations", f"{store_seconds:.3f} s", "", "(not in wall)"),
+    ]
+    rows.append(row("launch, wall", wall))
+    for key, label in (
+        ("data_load", "  data load"),
+        ("campaign_create", "  campaign create (params, 3 files)"),
+        ("lock_tags_release", "  lock, tags, release"),
+        ("other", "  other one-off"),
+    ):
+        rows.append(row(label, results["one_off_seconds"][key]))
+    rows.append(row("  trials loop (run_campaign)", loop, True))
+    rows.append(row("    evaluator, own time (compute)", compute, True))
+    for label, seconds in in_loop.items():
+        rows.append(row(f"    {label}", seconds, True))
+    _print_table(rows)
+    calls = ", ".join(
+        f"{k} {v / max(1, n):.1f} ({1e3 * mlflow_seconds[k] / v:.1f} ms each)"
+        for k, v in sorted(mlflow_calls.items(), key=lambda kv: -mlflow_seconds[kv[0]])
+    )
+    print(
+        f"  MLflow client calls (all calls of the campaign / trials): "
+        f"{results['mlflow_calls_per_trial']:.1f} per trial: {calls}"
+    )
+    verdict = "meets" if results["ratio"] <= results["goal"] else "misses"
+    print(
+        f"  wall / compute = {results['ratio']:.3f} ({verdict} the goal <= {results['goal']}); "
+        f"trials loop / compute = {results['loop_ratio']:.3f}"
+    )
+    if profiler is not None:
+        profiler.dump_stats(args.profile)
+        print(
+            f"  profile of the campaign: {args.profile} (python -m pstats {args.profile}); profiling slows "
+            "Python code more than torch's kernels: take the ratios from a run without --profile"
+        )
+    _write(results, _out(args))
+    return 0
+
+
+# ---------------------------------------------------------------- evaluator
+
+
+def _default_dataset() -> str:
+    from .data import SYSTEM_DIR
+
+    return "fashion-mnist" if (Path(SYSTEM_DIR) / "fashion-mnist").is_dir() else "digits"
+
+
+def _bare_train(
+    arch: dict, recipe: dict, data: Any, limits: Any, seed: int, memory_format: torch.memory_format
+) -> float:
+    """The hand-written reference: build, then permute, slice, forward, loss, backward, step."""
+    from .evaluate import _amp, make_optimizer
+
+    device = data.x_train.device
+    amp, scaled = _amp(device)
+    torch.manual_seed(seed)
+    model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
+    model = model.to(device, memory_format=memory_format)
+    opt = make_optimizer(recipe, model.parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=scaled)
+    x, y, bs = data.x_train, data.y_train, recipe["batch_size"]
+    n, val_acc = len(x), 0.0
+    for _ in range(recipe["epochs"]):
+        model.train()
+        perm = torch.randperm(n, device=device)
+        for i in range(0, n - 1, bs):  # a last batch of one image is left out (batch norm)
+            idx = perm[i : i + bs]
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        model.eval()  # validate: accuracy and mean loss, as the evaluator does
+        correct = torch.zeros((), dtype=torch.long, device=device)
+        val_loss = torch.zeros((), device=device)
+        with torch.no_grad():
+            for i in range(0, len(data.x_val), 1024):
+                xv, yv = data.x_val[i : i + 1024], data.y_val[i : i + 1024]
+                with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                    out = model(xv).float()
+                val_loss += F.cross_entropy(out, yv, reduction="sum")
+                correct += (out.argmax(1) == yv).sum()
+        val_acc, _ = correct.item() / max(1, len(data.x_val)), val_loss.item() / max(1, len(data.x_val))
+    return val_acc
+
+
+def bench_evaluator(args: argparse.Namespace) -> int:
+    """search.evaluate.evaluate against a bare torch loop: same net, data, recipe and epochs."""
+    import copy
+
+    from models import InvalidArchitecture, plan_model
+
+    from .data import load_data
+    from .evaluate import evaluate
+    from .settings import resolve
+
+    device = _device(args.device)
+    env = _environment(device)
+    space_path = args.space or "spaces/quickstart.yaml"
+    space = resolve(space_path, list(args.set or []), name="bench").space
+    dataset = args.dataset or _default_dataset()
+    subset = args.subset or (None if dataset == "digits" else 10000)
+    t = time.perf_counter()
+    data = load_data(
+        dataset,
+        input_shape=space.data["input_shape"],
+        subset=subset,
+        validation=space.data["validation"],
+        split_seed=space.data["split_seed"],
+        cache_dir=Path("runs/data"),
+    ).to(device)
+    load_seconds = time.perf_counter() - t
+
+    # the first valid architecture the space draws for this data
+    for config in CompiledSpace(space).sample(50, seed=args.seed):
+        try:
+            plan = plan_model(config["architecture"], data.input_shape, data.n_classes, space.constraints)
+        except InvalidArchitecture:
+            continue
+        break
+    else:
+        raise UserError(f"{space_path}: no valid architecture among 50 draws for {dataset}")
+    config = copy.deepcopy(config)
+    recipe = config["training"]
+    # the same work on both sides: constant learning rate (the evaluator still steps its scheduler),
+    # no augmentation, no label smoothing
+    recipe["schedule"] = {"kind": "constant"}
+    recipe["augmentation"] = {"hflip": False, "translate": 0, "cutout": 0}
+    recipe["label_smoothing"] = 0.0
+    recipe["epochs"] = args.epochs or (100 if dataset == "digits" else 2)  # seconds per measurement
+    if args.batch:
+        recipe["batch_size"] = args.batch
+    arch, seed, limits = config["architecture"], args.seed, space.constraints
+
+    def run_evaluator(cfg: dict, d: Any) -> tuple[float, float, float]:
+        _sync(device)
+        start = time.perf_counter()
+        result = evaluate(cfg, d, seed=seed, limits=limits)
+        _sync(device)
+        if result.outcome != "ok":
+            raise UserError(f"bench evaluator: the trial ended {result.outcome}: {result.reason}")
+        return time.perf_counter() - start, result.train_seconds, result.val_acc
+
+    def run_bare(fmt: torch.memory_format, r: dict, d: Any) -> tuple[float, float]:
+        _sync(device)
+        start = time.perf_counter()
+        acc = _bare_train(arch, r, d, limits, seed, fmt)
+        _sync(device)
+        return time.perf_counter() - start, acc
+
+    variants = {
+        "evaluator": lambda cfg, d: run_evaluator(cfg, d),
+        "bare_contiguous": lambda cfg, d: run_bare(torch.contiguous_format, cfg["training"], d),
+        "bare_channels_last": lambda cfg, d: run_bare(torch.channels_last, cfg["training"], d),
+    }
+    # warm-up: one short epoch of each (allocator, kernels' first calls)
+    small = dataclasses.replace(data, x_train=data.x_train[:512], y_train=data.y_train[:512])
+    warm = {**config, "training": {**recipe, "epochs": 1}}
+    for fn_ in variants.values():
+        fn_(warm, small)
+
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    accs: dict[str, float] = {}
+    train_only: list[float] = []
+    names = list(variants)
+    for rep in range(args.repeats or 3):
+        for name in names[rep % 3 :] + names[: rep % 3]:  # rotate the order each repeat
+            out = variants[name](config, data)
+            times[name].append(out[0])
+            accs[name] = out[-1]
+            if name == "evaluator":
+                train_only.append(out[1])
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    bare = min(med["bare_contiguous"], med["bare_channels_last"])
+    # the same ratio within each repeat (runs close in time share the machine's state)
+    paired = [
+        e / min(c, cl)
+        for e, c, cl in zip(
+            times["evaluator"], times["bare_contiguous"], times["bare_channels_last"], strict=True
+        )
+    ]
+    results: dict = {
+        "benchmark": "evaluator",
+        **env,
+        "space": space_path,
+        "sample_seed": seed,
+        "arch": arch,
+        "name": arch_name(arch),
+        "params": plan.params,
+        "macs": plan.macs,
+        "recipe": recipe,
+        "dataset": dataset,
+        "n_train": len(data.y_train),
+        "n_val": len(data.y_val),
+        "data_load_seconds": load_seconds,
+        "repeats": len(times["evaluator"]),
+        "seconds": times,
+        "median_seconds": med,
+        "evaluator_train_median_seconds": statistics.median(train_only),
+        "val_acc": accs,
+        "bare_best": min(("bare_contiguous", "bare_channels_last"), key=med.__getitem__),
+        "ratio": med["evaluator"] / bare,
+        "train_ratio": statistics.median(train_only) / bare,
+        "ratio_paired": statistics.median(paired),
+        "ratios_per_repeat": paired,
+        "goal": 1.0,
+    }
+    images = len(data.y_train) * recipe["epochs"]
+    print(
+        f"bench evaluator: {arch_name(arch)} ({plan.params:,} params, {_si(plan.macs)} MACs/image) from "
+        f"{space_path}, {dataset} {len(data.y_train):,} train / {len(data.y_val):,} val, "
+        f"{recipe['epochs']} epochs of batch {recipe['batch_size']}, {recipe['optimizer']['kind']}"
+    )
+    print(f"  on {_env_line(env)}; medians of {results['repeats']} runs, order rotated")
+    rows = [("", "median", "images/s", "runs", "val_acc")]
+    for name, label in (
+        ("evaluator", "search.evaluate.evaluate"),
+        ("bare_contiguous", "bare loop, contiguous"),
+        ("bare_channels_last", "bare loop, channels_last"),
+    ):
+        rows.append(
+            (
+                label,
+                f"{med[name]:.2f} s",
+                f"{images / med[name]:,.0f}",
+                " ".join(f"{s:.2f}" for s in times[name]),
+                f"{accs[name]:.4f}",
+            )
+        )
+    _print_table(rows)
+    verdict = "meets" if results["ratio"] <= results["goal"] else "misses"
+    print(
+        f"  evaluator / faster bare loop ({results['bare_best'].removeprefix('bare_')}) = "
+        f"{results['ratio']:.3f} ({verdict} the goal <= 1.0); its train() part alone: "
+        f"{results['train_ratio']:.3f}; paired within each repeat: median {results['ratio_paired']:.3f} "
+        f"({', '.join(f'{r:.3f}' for r in paired)})"
+    )
+    _write(results, _out(args))
+    return 0
+
+
+# ---------------------------------------------------------------- suggest
+
+
+def bench_suggest(args: argparse.Namespace) -> int:
+    """Time of one suggestion (Search.ask) after N recorded trials, TPE and random."""
+    import numpy as np
+
+    from .driver import Search
+    from .settings import resolve
+
+    env = _environment(None)
+    space_path = args.space or "spaces/pinto_cox.yaml"
+    space = resolve(space_path, list(args.set or []), name="bench").space
+    compiled = CompiledSpace(space)
+    try:
+        sizes = sorted({int(s) for s in args.sizes.split(",") if s.strip()})
+    except ValueError:
+        raise UserError(f"--sizes: expected numbers such as 100,1000, got {args.sizes!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise UserError(f"--sizes: expected numbers >= 1, got {args.sizes!r}")
+    repeats = args.repeats or 7
+    settings = dict(space.search)
+    tpe_search = Search(compiled, {**settings, "algo": "tpe"})
+    rand_search = Search(compiled, {**settings, "algo": "random"})
+    rand_search.trials = tpe_search.trials  # one history; random draws fill it fast
+    rng = np.random.default_rng(args.seed)
+
+    def timed_asks(search: Search, first: int) -> list[float]:
+        search.ask(first)  # warm-up
+        out = []
+        for k in range(1, repeats + 1):
+            t = time.perf_counter()
+            search.ask(first + k)  # asks leave the history as it was
+            out.append(time.perf_counter() - t)
+        return out
+
+    rows = [("history", "TPE ask", "random ask", "tell", "fill")]
+    measured = []
+    recorded, fill_seconds, tells = 0, 0.0, []
+    for size in sizes:
+        t = time.perf_counter()
+        while recorded < size:
+            vals, _ = rand_search.ask(recorded)
+            t_tell = time.perf_counter()
+            tpe_search.tell(recorded, vals, float(rng.uniform(0.1, 0.9)))
+            tells.append(time.perf_counter() - t_tell)
+            recorded += 1
+        fill_seconds += time.perf_counter() - t
+        tpe_times = timed_asks(tpe_search, size + 1)
+        rand_times = timed_asks(rand_search, size + 1 + repeats + 1)
+        entry = {
+            "history": size,
+            "tpe_ms": 1e3 * statistics.median(tpe_times),
+            "random_ms": 1e3 * statistics.median(rand_times),
+            "tell_ms": 1e3 * statistics.mean(tells[-10:]),
+            "tpe_ms_runs": [1e3 * s for s in tpe_times],
+            "random_ms_runs": [1e3 * s for s in rand_times],
+            "fill_seconds": fill_seconds,
+        }
+        measured.append(entry)
+        rows.append(
+            (
+                f"{size:,} trials",
+                f"{entry['tpe_ms']:.1f} ms",
+                f"{entry['random_ms']:.2f} ms",
+                f"{entry['tell_ms']:.2f} ms",
+                f"{fill_seconds:.1f} s",
+            )
+        )
+
+    results = {
+        "benchmark": "suggest",
+        **env,
+        "space": space_path,
+        "hyperparameters": len(compiled.labels),
+        "tpe": settings["tpe"],
+        "repeats": repeats,
+        "sizes": measured,
+    }
+    t = settings["tpe"]
+    print(
+        f"bench suggest: {space.name} ({len(compiled.labels)} hyperparameters), TPE with "
+        f"{t['candidates']} candidates, gamma {t['gamma']}, {t['startup_trials']} startup trials; "
+        f"history of random configs with random losses"
+    )
+    print(f"  on {_env_line(env)}; median of {repeats} asks after one warm-up")
+    _print_table(rows)
+    print(
+        "  (ask: Search.ask, one suggestion, decoded; tell: Search.tell, mean of the last 10 of the fill; "
+        "fill: recording the history so far, random asks and tells)"
+    )
+    _write(results, _out(args))
     return 0

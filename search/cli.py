@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from models import InvalidArchitecture, plan_model
 
@@ -110,13 +111,136 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- run, status, leaderboard, ui
+
+
+def _run_options(args: argparse.Namespace) -> dict:
+    return {
+        "device": args.device,
+        "runs": Path(args.runs),
+        "tracking_uri": args.tracking_uri,
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "quiet": args.quiet,
+    }
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import launch, open_store, resume_settings
+    from .settings import RUN_LIMITS, flag_overrides, resolve
+
+    overrides = flag_overrides(vars(args)) + list(args.set or [])
+    store = open_store(Path(args.runs), args.tracking_uri)
+    if args.resume:
+        if args.space:
+            raise UserError("give either a space file or --resume NAME, not both")
+        limits = [o for o in overrides if o.partition("=")[0].strip() in RUN_LIMITS]
+        if len(limits) != len(overrides):
+            other = [o for o in overrides if o not in limits]
+            raise UserError(
+                f"--resume keeps the campaign's settings; only the run limits ({', '.join(RUN_LIMITS)}) "
+                f"may change, got {' '.join(other)}"
+            )
+        settings = resume_settings(store, args.resume, overrides, **_run_options(args))
+    elif args.space:
+        settings = resolve(args.space, overrides, name=args.name, **_run_options(args))
+    else:
+        raise UserError("give a space file (archsearch run spaces/quickstart.yaml) or --resume NAME")
+    return launch(settings, store)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .results import status_text
+    from .run import open_store
+
+    campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
+    print(status_text(campaign, "" if Path(args.runs) == Path("runs") else f" --runs {args.runs}"))
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .results import leaderboard, varying
+    from .run import open_store
+
+    campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
+    df = leaderboard(campaign, top=args.top, include_failed=args.all)
+    if args.format == "csv":
+        df.to_csv(sys.stdout, index=False)
+    elif args.format == "json":
+        print(df.to_json(orient="records", indent=2))
+    elif df.empty:
+        print(f"campaign {args.name}: no finished trials yet")
+    else:
+        with pd.option_context("display.max_columns", None, "display.width", 250, "display.precision", 4):
+            print(varying(df).to_string(index=False))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from .settings import tracking_uri
+
+    uri = tracking_uri(args.tracking_uri, Path(args.runs))
+    if not uri.startswith("sqlite:"):
+        print(f"campaigns are tracked on {uri}: open it in a browser (or point `mlflow ui` at its store)")
+        return 0
+    db = Path(args.runs) / "mlflow.db"
+    if not db.exists():
+        raise UserError(
+            f"no campaigns under {args.runs}/ yet ({db} does not exist); start one with `archsearch run`"
+        )
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {db} (Ctrl-C to stop)", flush=True)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
+    command += ["--host", "127.0.0.1", "--port", str(args.port)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ---------------------------------------------------------------- data
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from .data import dataset_table, fetch
+
+    cache = Path(args.runs) / "data"
+    if args.action == "list":
+        rows = dataset_table(cache)
+        table = [("dataset", "shape", "train / test", "where")]
+        for r in rows:
+            sizes = f"{r['train']:,} / {r['test']:,}" if isinstance(r["train"], int) else "-"
+            where = r["where"] if isinstance(r["train"], int) else f"{r['where']}: {r['about']}"
+            table.append((r["name"], r["shape"], sizes, where))
+        widths = [max(len(row[i]) for row in table) for i in range(3)]
+        for row in table:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
+        return 0
+    if not args.name:
+        raise UserError("data get: which dataset? e.g. `archsearch data get fashion-mnist`")
+    files = fetch(args.name, cache_dir=cache, data_dir=Path(args.data_dir) if args.data_dir else None)
+    if not files:
+        print(f"{args.name}: nothing to fetch (built in)")
+    for f in files:
+        print(f"{args.name}: verified {f}")
+    return 0
+
+
 # ---------------------------------------------------------------- bench
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_layers
+    from . import bench
 
-    return bench_layers(args)
+    run = {
+        "layers": bench.bench_layers,
+        "overhead": bench.bench_overhead,
+        "evaluator": bench.bench_evaluator,
+        "suggest": bench.bench_suggest,
+    }[args.which]
+    return run(args)
 
 
 # ---------------------------------------------------------------- main
@@ -152,19 +276,153 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also print each plan and training recipe")
     p.set_defaults(func=cmd_sample)
 
+    store = argparse.ArgumentParser(add_help=False)
+    store.add_argument(
+        "--runs", default="runs", help="where the default MLflow store and data cache live (default runs)"
+    )
+    store.add_argument(
+        "--tracking-uri",
+        help="an MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in RUNS/mlflow.db)",
+    )
+
+    p = sub.add_parser(
+        "run",
+        parents=[common, store],
+        help="run (or resume) a search campaign",
+        description="Run a search campaign over a space: suggest architectures with TPE (or at random), "
+        "train and validate each, and record everything in MLflow. Running a campaign name that "
+        "exists resumes it. Every setting comes from the space file; the flags below override it.",
+    )
+    p.add_argument("space", nargs="?", help="a space file, such as spaces/quickstart.yaml")
+    p.add_argument("--resume", metavar="NAME", help="continue the campaign NAME with its own settings")
+    p.add_argument("--name", help="campaign name (default: the space's name)")
+    p.add_argument("--trials", type=_positive_int, help="trials to end before stopping (search.trials)")
+    p.add_argument("--algo", choices=["tpe", "random"], help="search algorithm (search.algo; default tpe)")
+    p.add_argument("--seed", type=int, help="campaign seed (search.seed)")
+    p.add_argument(
+        "--time-budget", type=float, metavar="SECONDS", help="start no trial after this many seconds"
+    )
+    p.add_argument("--loss-threshold", type=float, help="stop once a trial's loss (1 - val_acc) is <= this")
+    p.add_argument(
+        "--tpe-startup", type=int, metavar="N", help="random trials before TPE (search.tpe.startup_trials)"
+    )
+    p.add_argument("--tpe-gamma", type=float, help="TPE's share of good trials (search.tpe.gamma)")
+    p.add_argument("--tpe-candidates", type=_positive_int, metavar="N", help="candidates per suggestion")
+    p.add_argument(
+        "--dataset", help="dataset (data.dataset): digits, fashion-mnist, mnist, cifar10, npz:PATH, ..."
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a value of the space file by its key path, e.g. --set training.epochs=1 (repeatable)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where trials train")
+    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "status",
+        parents=[common, store],
+        help="progress of a campaign",
+        description="Trials ended, failed and running, the best so far, elapsed time and ETA.",
+    )
+    p.add_argument("name", help="campaign name")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "leaderboard",
+        parents=[common, store],
+        help="the best trials of a campaign",
+        description="The best finished trials (by final validation accuracy) with their metrics and "
+        "architecture values. The table shows the settings that differ between the rows listed; "
+        "csv and json hold every column.",
+    )
+    p.add_argument("name", help="campaign name")
+    p.add_argument("--top", type=_positive_int, default=10, help="how many trials (default 10)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--all", action="store_true", help="also list invalid and failed trials")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser(
+        "ui",
+        parents=[common, store],
+        help="the MLflow UI over the campaigns, on 127.0.0.1",
+        description="Start the MLflow UI over the default store, bound to 127.0.0.1.",
+    )
+    p.add_argument("--port", type=_positive_int, default=5000, help="port (default 5000)")
+    p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser(
+        "data",
+        parents=[common],
+        help="list datasets, or fetch and verify one into the cache",
+        description="'list' shows the built-in datasets and where each is available; 'get NAME' "
+        "fetches one into RUNS/data and verifies its checksums.",
+    )
+    p.add_argument("action", choices=["list", "get"])
+    p.add_argument("name", nargs="?", help="dataset to fetch (get)")
+    p.add_argument("--runs", default="runs", help="the cache is RUNS/data (default runs)")
+    p.add_argument("--data-dir", help="a folder holding the dataset's files to verify and copy")
+    p.set_defaults(func=cmd_data)
+
     p = sub.add_parser(
         "bench",
         parents=[common],
         help="benchmarks (prints a table, writes JSON)",
-        description="Benchmarks. 'layers': forward throughput of HT-L3-1st on 200x200 input, "
-        "and the cost of lnorm relative to a convolution of the same feature map.",
+        description="Benchmarks; each prints a table and writes runs/bench/WHICH.json. "
+        "'layers': forward throughput of HT-L3-1st on 200x200 input, and the cost of lnorm relative "
+        "to a convolution of the same feature map. 'overhead': a real campaign of short trials "
+        "(SQLite store in a temporary folder), its wall time against the evaluator's own time. "
+        "'evaluator': the evaluator against a bare torch loop training the same network on the same "
+        "data. 'suggest': the time of one TPE (and random) suggestion after N recorded trials.",
     )
-    p.add_argument("which", choices=["layers"], help="the benchmark to run")
-    p.add_argument("--space", default="spaces/ht_l3_1st.yaml", help="space pinning the model to time")
-    p.add_argument("--batch", type=_positive_int, default=16, help="images per forward pass (default 16)")
-    p.add_argument("--repeats", type=_positive_int, default=5, help="timed repeats; the median is kept")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to time (default cpu)")
-    p.add_argument("--out", default="runs/bench/layers.json", help="where to write the JSON results")
+    p.add_argument("which", choices=["layers", "overhead", "evaluator", "suggest"], help="the benchmark")
+    p.add_argument(
+        "--space",
+        help="space file (default: layers spaces/ht_l3_1st.yaml; overhead a built-in digits space; "
+        "evaluator spaces/quickstart.yaml, its first valid draw; suggest spaces/pinto_cox.yaml)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="overhead, evaluator, suggest: override a value of the space (repeatable)",
+    )
+    p.add_argument(
+        "--batch",
+        type=_positive_int,
+        help="layers: images per forward pass (default 16); evaluator: training batch size "
+        "(default: the space's)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        help="timed repeats, the median is kept (default: layers 5, evaluator 3, suggest 7)",
+    )
+    p.add_argument("--trials", type=_positive_int, default=20, help="overhead: trials (default 20)")
+    p.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="overhead: epochs per trial (default: the space's, 2 in the built-in one); evaluator: "
+        "(default 2, digits 100)",
+    )
+    p.add_argument(
+        "--dataset",
+        help="dataset; overhead: default the space's (digits in the built-in one); evaluator: default "
+        "fashion-mnist where its system copy is installed, else digits",
+    )
+    p.add_argument(
+        "--subset", type=_positive_int, help="evaluator: training images drawn (default 10000; digits: all)"
+    )
+    p.add_argument("--sizes", default="100,1000", help="suggest: history sizes (default 100,1000)")
+    p.add_argument("--seed", type=int, default=0, help="evaluator: draw of the space; suggest: losses")
+    p.add_argument("--profile", metavar="FILE", help="overhead: also write a cProfile of the campaign")
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="layers, overhead, evaluator (default cpu)"
+    )
+    p.add_argument("--out", help="where to write the JSON results (default runs/bench/WHICH.json)")
     p.set_defaults(func=cmd_bench)
     return parser
 

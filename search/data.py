@@ -32,6 +32,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -749,7 +750,7 @@ def _read_npz(name: str, path: Path) -> Raw:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise DataError(f"{name}: {path} does not exist") from None
-    except (OSError, ValueError, EOFError, AttributeError, TypeError) as e:
+    except (OSError, ValueError, EOFError, AttributeError, TypeError, zipfile.BadZipFile) as e:
         raise DataError(
             f"{name}: {path} is not a readable .npz archive ({e}); save it with numpy.savez"
         ) from None

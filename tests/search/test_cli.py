@@ -145,3 +145,28 @@ def test_bad_space_files_through_the_cli(tmp_path, capsys, text, message):
     assert captured.out == ""
     (line,) = captured.err.splitlines()
     assert line.startswith(f"archsearch: error: {path}: ") and message in line
+
+
+def test_data_list_shows_every_dataset_and_where_it_is(tmp_path, capsys):
+    assert main(["data", "list", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for name in ("digits", "fashion-mnist", "mnist", "cifar10", "imagefolder:PATH", "npz:PATH"):
+        assert f"\n{name} " in out
+    assert "built in" in out
+    assert "not downloaded (archsearch data get cifar10)" in out
+
+
+def test_data_get_verifies_and_fails_in_one_line(tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    from search import data
+
+    assert main(["data", "get", "digits", "--runs", str(tmp_path)]) == 0
+    assert "nothing to fetch (built in)" in capsys.readouterr().out
+    monkeypatch.setitem(
+        data.REMOTES, "mnist", dataclasses.replace(data.REMOTES["mnist"], url="http://127.0.0.1:9/")
+    )
+    assert main(["data", "get", "mnist", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("archsearch: error: mnist:") and len(err.strip().splitlines()) == 1
+    assert not any((tmp_path / "data").rglob("*"))  # nothing partial left behind

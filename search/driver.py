@@ -1,0 +1,270 @@
+"""The driver: an ask/tell loop over hyperopt that runs one campaign, tracked in MLflow.
+
+hyperopt has no ask/tell API; :class:`Search` provides one over its
+internals (``Trials`` docs and ``tpe.suggest``/``rand.suggest``). Each
+suggestion is seeded from the campaign seed and the trial number, so the
+sequence depends only on the seed and the history: a resumed campaign,
+whose history is rebuilt from MLflow, continues exactly where it stopped.
+
+What TPE learns from: ok trials report ``loss = 1 - val_acc``; invalid and
+failed trials report no loss, which hyperopt's TPE ranks with the worst, so
+regions of invalid architectures stop being proposed. A suggestion that
+repeats a configuration already evaluated is drawn again (up to
+``REDRAWS`` times) so that no budget goes to a known result.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
+
+from .compile import CompiledSpace, plain
+from .errors import UserError
+from .evaluate import TrialResult, evaluate
+from .tracking import Campaign, TrialRecord, config_hash
+
+MAX_FAILURES_IN_ROW = 10
+REDRAWS = 10  # suggestions drawn again when they repeat an evaluated configuration
+
+
+class CampaignFailed(UserError):
+    """The campaign cannot usefully go on (e.g. every trial fails)."""
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 31-bit seed derived from the campaign seed and stable keys (trial number, purpose, ...)."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def trial_seed(seed: int, trial: int) -> int:
+    """The seed of a trial's weights, batch order and augmentation."""
+    return derive_seed(seed, trial, 0)
+
+
+# ---------------------------------------------------------------- ask / tell over hyperopt
+
+
+class Search:
+    """hyperopt's TPE (or random search) behind ``ask(trial)`` and ``tell(trial, vals, loss)``."""
+
+    def __init__(self, compiled: CompiledSpace, settings: dict):
+        self.compiled = compiled
+        self.seed = settings["seed"]
+        self.domain = Domain(lambda config: 0.0, compiled.expr)
+        self.trials = Trials()
+        self.startup = 0
+        if settings["algo"] == "random":
+            self.algo: Callable = rand.suggest
+        else:
+            self.startup = settings["tpe"]["startup_trials"]
+            t = settings["tpe"]
+            self.algo = partial(
+                tpe.suggest,
+                n_startup_jobs=t["startup_trials"],
+                gamma=t["gamma"],
+                n_EI_candidates=t["candidates"],
+            )
+
+    def ask(self, trial: int, avoid: set[str] = frozenset()) -> tuple[dict[str, list], dict]:
+        """The assignment (hyperopt misc vals) and decoded config suggested for trial number ``trial``."""
+        # TPE draws at random until it has startup_trials results; asking rand directly skips
+        # building TPE's model for nothing (the draws are the same)
+        algo = rand.suggest if len(self.trials.trials) < self.startup else self.algo
+        for redraw in range(REDRAWS + 1):
+            doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
+            vals = plain(doc["misc"]["vals"])
+            config = self.compiled.decode(vals)
+            if config_hash(config) not in avoid:
+                break
+        return vals, config
+
+    def tell(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
+        """Record a trial's result: a loss to learn from, or None (invalid, failed)."""
+        idxs = {label: [trial] if v else [] for label, v in vals.items()}
+        misc = {"tid": trial, "cmd": self.domain.cmd, "workdir": None, "idxs": idxs, "vals": vals}
+        result = {"status": STATUS_OK, "loss": loss} if loss is not None else {"status": STATUS_FAIL}
+        doc = self.trials.new_trial_docs([trial], [None], [result], [misc])[0]
+        doc["state"] = JOB_STATE_DONE
+        self.trials.insert_trial_docs([doc])
+        self.trials.refresh()
+
+
+# ---------------------------------------------------------------- the campaign loop
+
+
+@dataclass
+class State:
+    """Where a campaign stands: what ended, what to re-run, the best so far."""
+
+    ended: dict[int, str] = field(default_factory=dict)  # trial -> outcome
+    seen: set[str] = field(default_factory=set)  # config hashes evaluated
+    requeue: list[TrialRecord] = field(default_factory=list)  # killed trials, re-run first
+    next_trial: int = 0
+    best: dict[str, Any] | None = None  # trial, loss, val_acc, name
+    failures_in_row: int = 0
+
+    def record(self, trial: int, outcome: str, chash: str, result: TrialResult, name: str) -> bool:
+        """Count an ended trial; True when it is the new best."""
+        self.ended[trial] = outcome
+        self.seen.add(chash)
+        self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
+        if outcome == "ok" and (self.best is None or result.loss < self.best["loss"]):
+            self.best = {"trial": trial, "loss": result.loss, "val_acc": result.val_acc, "name": name}
+            return True
+        return False
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.ended.values() if o == outcome)
+
+
+def rebuild(campaign: Campaign, search: Search) -> State:
+    """The state of a campaign from its MLflow runs; trials left RUNNING are marked KILLED."""
+    state = State()
+    records = campaign.trials()
+    for r in records:
+        if r.outcome in ("ok", "invalid", "failed"):
+            state.ended[r.trial] = r.outcome
+            state.seen.add(r.config_hash)
+            search.tell(r.trial, r.vals, r.loss if r.outcome == "ok" else None)
+            if r.outcome == "ok" and (state.best is None or r.loss < state.best["loss"]):
+                state.best = {
+                    "trial": r.trial,
+                    "loss": r.loss,
+                    "val_acc": r.metrics.get("val_acc"),
+                    "name": r.name,
+                }
+    for r in records:
+        if r.outcome == "running":  # its driver died (SIGKILL, power loss): nobody will end it
+            campaign.mark_killed(r, "the driver stopped while this trial ran")
+        if r.outcome in ("running", "killed") and r.trial not in state.ended:
+            state.requeue = [q for q in state.requeue if q.trial != r.trial] + [r]
+    state.next_trial = max((r.trial for r in records), default=-1) + 1
+    return state
+
+
+def run_campaign(
+    campaign: Campaign,
+    compiled: CompiledSpace,
+    data: Any,
+    settings: dict,
+    *,
+    limits: Any,
+    device_tag: str,
+    progress: Any,
+    evaluate_fn: Callable[..., TrialResult] = evaluate,
+    interrupts: Interrupts | None = None,
+) -> tuple[State, str]:
+    """Run trials until a stop condition holds; returns the final state and why it stopped."""
+    interrupts = interrupts or Interrupts()
+    search = Search(compiled, settings)
+    state = rebuild(campaign, search)
+    budget, threshold, seed = settings["time_budget"], settings["loss_threshold"], settings["seed"]
+    start = time.monotonic()
+    progress.start(len(state.ended), settings["trials"], state.best)
+    while True:
+        # termination conditions
+        interrupts.check()
+        if len(state.ended) >= settings["trials"]:
+            return state, f"{settings['trials']} trials ended"
+        if budget is not None and time.monotonic() - start >= budget:
+            return state, f"time budget of {budget:g} s spent"
+        if threshold is not None and state.best is not None and state.best["loss"] <= threshold:
+            return state, f"loss {state.best['loss']:.4f} <= threshold {threshold:g}"
+        if state.failures_in_row >= MAX_FAILURES_IN_ROW:
+            raise CampaignFailed(
+                f"campaign {campaign.name!r}: {MAX_FAILURES_IN_ROW} trials failed in a row, so it stopped "
+                f"(last reason: {progress.last_reason}); see the failed runs' archsearch.reason in MLflow"
+            )
+
+        # ask: a killed trial's configuration first, else a new suggestion
+        if state.requeue:
+            killed = state.requeue.pop(0)
+            trial, attempt, vals = killed.trial, killed.attempt + 1, killed.vals
+            config = compiled.decode(vals)
+        else:
+            trial, attempt = state.next_trial, 1
+            state.next_trial += 1
+            vals, config = search.ask(trial, state.seen)
+
+        # evaluate, tracked: the child run exists (RUNNING) before training starts
+        run = campaign.start_trial(trial, attempt, config, vals, trial_seed(seed, trial), device_tag)
+        progress.trial_start(trial, config)
+        epochs = config["training"]["epochs"]
+
+        def on_epoch(epoch: int, metrics: dict[str, float], run: Any = run, epochs: int = epochs) -> None:
+            run.log_epoch(epoch, metrics)
+            progress.epoch(epoch, epochs, metrics)
+
+        try:
+            interrupts.check()
+            result = evaluate_fn(
+                config,
+                data,
+                seed=trial_seed(seed, trial),
+                limits=limits,
+                on_epoch=on_epoch,
+                should_stop=interrupts.should_stop,
+            )
+        except KeyboardInterrupt:
+            run.finish("killed", "interrupted (Ctrl-C or SIGTERM)", {})
+            raise
+        run.finish(
+            result.outcome,
+            result.reason,
+            result.metrics(),
+            state_dict=result.state_dict,
+            traceback=result.traceback,
+        )
+
+        # tell
+        search.tell(trial, vals, result.loss if result.outcome == "ok" else None)
+        is_best = state.record(trial, result.outcome, config_hash(config), result, run.name)
+        best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
+        campaign.log_progress(trial, best, len(state.ended), improved=is_best)
+        progress.trial_end(trial, result, is_best, state.best)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised where the driver can end things cleanly."""
+
+
+class Interrupts:
+    """Ctrl-C and SIGTERM, noted by the signal handler and acted on where the driver chooses.
+
+    A KeyboardInterrupt raised wherever the signal lands can be swallowed (by a finalizer
+    running inside MLflow's database code, say), so the handler only sets ``pending``: the
+    training loop stops at its next step (``should_stop``) and the driver between steps.
+    A second signal is raised at once, wherever it lands.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise Interrupted()
+        self.pending = True
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def should_stop(self) -> bool:
+        return self.pending
+
+    def check(self) -> None:
+        if self.pending:
+            raise Interrupted()

@@ -1,0 +1,168 @@
+"""``archsearch run``: open (or create) a campaign, load its data, run the driver, end cleanly.
+
+A campaign is named; its name is the MLflow experiment's. Running a name
+that exists resumes it, provided the space and settings are the same (only
+the run limits, ``search.trials``, ``search.time_budget`` and
+``search.loss_threshold``, may change). Ctrl-C or SIGTERM ends the current
+trial as KILLED, marks the campaign KILLED, says how to resume, and exits
+with code 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .compile import CompiledSpace
+from .data import load_data
+from .driver import CampaignFailed, Interrupts, run_campaign
+from .errors import UserError
+from .evaluate import evaluate, resolve_device
+from .progress import Progress, duration
+from .settings import Settings, differences, identity, resolve, tracking_uri
+from .tracking import TAG, Campaign, Store, device_name
+
+
+def open_store(runs: Path, tracking_flag: str | None) -> Store:
+    return Store(tracking_uri(tracking_flag, runs), runs)
+
+
+def stored_settings(campaign: Campaign) -> dict:
+    """What a campaign was started with (campaign.json of its run)."""
+    try:
+        return json.loads(campaign.read_text("campaign.json"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"campaign {campaign.name!r}: campaign.json is not valid JSON ({e})") from None
+
+
+def resume_settings(store: Store, name: str, overrides: list[str], **run: Any) -> Settings:
+    """Settings of an existing campaign, with new run limits applied."""
+    stored = stored_settings(store.require(name))
+    return resolve(stored["space_path"], overrides, name=name, base_raw=stored["resolved"], **run)
+
+
+def _hint(settings: Settings) -> str:
+    runs = "" if settings.runs == Path("runs") else f" --runs {settings.runs}"
+    return f"archsearch run --resume {settings.name}{runs}"
+
+
+def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int:
+    """Run (or resume) the campaign of ``settings``; returns the exit code."""
+    space = settings.space
+    campaign = store.find(settings.name)
+    if campaign is not None:
+        stored = stored_settings(campaign)
+        changed = differences(identity(stored["resolved"]), settings.identity())
+        if changed:
+            raise UserError(
+                f"campaign {settings.name!r} already exists with other settings ({'; '.join(changed[:3])}); "
+                f"resume it with `archsearch run --resume {settings.name}` or choose another --name"
+            )
+
+    device = resolve_device(settings.device)
+    d = dict(space.data)
+    data = load_data(d.pop("dataset"), **d, cache_dir=settings.cache_dir, data_dir=settings.data_dir).to(
+        device
+    )  # before creating anything: a missing dataset leaves no empty campaign
+    compiled = CompiledSpace(space)
+
+    if campaign is None:
+        campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
+        verb = "started"
+    else:
+        verb = "resumed"
+    campaign.acquire()
+    campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k != "tpe"})
+    progress = Progress(settings.quiet)
+    summary = data.summary()
+    if not settings.quiet:
+        print(
+            f"campaign {settings.name} {verb}: {summary['name']} ({summary['n_train']:,} train / "
+            f"{summary['n_val']:,} validation images), {space.search['algo']} search, seed "
+            f"{space.search['seed']}, {space.search['trials']} trials on {device}; tracking: {store.where()}",
+            flush=True,
+        )
+
+    interrupts = Interrupts()
+    interrupts.install()
+    status, t0 = "FAILED", time.monotonic()
+    try:
+        state, why = run_campaign(
+            campaign,
+            compiled,
+            data,
+            space.search,
+            limits=space.constraints,
+            device_tag=device_name(device),
+            progress=progress,
+            evaluate_fn=evaluate_fn,
+            interrupts=interrupts,
+        )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        progress.finish(f"interrupted: the current trial is marked KILLED; resume with `{_hint(settings)}`")
+        return 130
+    except CampaignFailed:
+        raise
+    finally:
+        interrupts.restore()
+        campaign.release(status)
+
+    counts = ", ".join(f"{state.count(o)} {o}" for o in ("ok", "invalid", "failed") if state.count(o))
+    lines = [
+        f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}",
+    ]
+    if state.best:
+        b = state.best
+        lines.append(f"best: {b['name']}  val_acc {b['val_acc']:.4f}")
+    runs = "" if settings.runs == Path("runs") else f" --runs {settings.runs}"
+    lines.append(
+        f"results: {store.where()} (experiment {settings.name!r}); "
+        f"`archsearch leaderboard {settings.name}{runs}`, `archsearch ui{runs}`"
+    )
+    progress.finish("\n".join(lines))
+    return 0
+
+
+def _params(settings: Settings, data: Any) -> dict[str, Any]:
+    """The campaign's settings as flat MLflow params."""
+    space = settings.space
+    out: dict[str, Any] = {"space": space.path, "overrides": " ".join(settings.overrides) or "-"}
+    out.update({f"search.{k}": v for k, v in space.search.items() if k not in ("tpe", "trials")})
+    out.pop("search.time_budget", None)
+    out.pop("search.loss_threshold", None)
+    out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})
+    out.update({f"data.{k}": v for k, v in space.data.items()})
+    out.update({f"constraints.{k}": v for k, v in vars(space.constraints).items()})
+    out.update({f"dataset.{k}": v for k, v in data.summary().items() if k != "name"})
+    return out
+
+
+def _files(settings: Settings, data: Any) -> dict[str, str]:
+    record = {
+        "name": settings.name,
+        "space_path": settings.space.path,
+        "overrides": list(settings.overrides),
+        "resolved": settings.raw,
+        "dataset": data.summary(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": sys.argv,
+    }
+    return {
+        "space.yaml": _original_text(settings),
+        "space.resolved.yaml": settings.resolved_yaml(),
+        "campaign.json": json.dumps(record, indent=2, default=str),
+    }
+
+
+def _original_text(settings: Settings) -> str:
+    path = Path(settings.space.path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return settings.resolved_yaml()
