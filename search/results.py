@@ -120,6 +120,9 @@ def leaderboard(campaign: Campaign, top: int | None = 10, include_failed: bool =
     if not rows:
         return pd.DataFrame(columns=["trial", "outcome", "name", *METRICS])
     df = pd.DataFrame(rows)
+    head = ["trial", "outcome", "name", *METRICS]
+    params = sorted(c for c in df.columns if c not in (*head, "reason", "run_id"))
+    df = df[[*head, *params, "reason", "run_id"]]  # deeper nets' layers sorted in, not appended
     df = df.sort_values(["val_acc", "trial"], ascending=[False, True], na_position="last", kind="stable")
     if top is not None:
         df = df.head(top)
@@ -132,8 +135,16 @@ def varying(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's key columns and the config columns whose values differ between rows."""
     keep = ["trial", "name", *METRICS]
     fixed = set(keep) | {"outcome", "reason", "run_id"}
+    # a setting only some rows have (a layer of the deeper nets) counts when its values differ
     params = [c for c in df.columns if c not in fixed and df[c].astype(str).nunique() > 1]
     cols = [c for c in keep if c in df.columns] + params
     if (df["outcome"] != "ok").any():
         cols += ["outcome", "reason"]
-    return df[cols]
+    view = df[cols].copy()
+    for col, digits in (("train_seconds", 2), ("images_per_second", 0)):
+        view[col] = view[col].round(digits)
+    for col in view.columns:
+        values = view[col].dropna()
+        if pd.api.types.is_float_dtype(view[col]) and len(values) and (values == values.round()).all():
+            view[col] = view[col].astype("Int64")  # 16, not 16.0, where a missing layer made floats
+    return view.astype(object).where(view.notna(), "-")  # a layer a trial does not have: "-"

@@ -126,3 +126,16 @@ def test_a_stop_request_ends_training_at_the_next_step(digits):
     with pytest.raises(KeyboardInterrupt):
         evaluate(config(), digits, seed=0, should_stop=should_stop)
     assert len(calls) == 4
+
+
+def test_out_of_memory_is_a_failed_trial_with_the_reason(digits, monkeypatch):
+    from search import evaluate as evaluate_module
+
+    def too_big(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
+
+    monkeypatch.setattr(evaluate_module, "build_model", too_big)
+    result = evaluate(config(), digits, seed=0)
+    assert result.outcome == "failed"
+    assert result.reason == "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"
+    assert result.traceback is None and result.state_dict is None
