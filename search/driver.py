@@ -28,7 +28,7 @@ from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, ran
 from .compile import CompiledSpace, plain
 from .errors import UserError
 from .evaluate import TrialResult, evaluate
-from .tracking import Campaign, TrialRecord, config_hash
+from .tracking import PROGRESS_EVERY, Campaign, TrialRecord, config_hash
 
 MAX_FAILURES_IN_ROW = 10
 REDRAWS = 10  # suggestions drawn again when they repeat an evaluated configuration
@@ -109,12 +109,14 @@ class State:
     next_trial: int = 0
     best: dict[str, Any] | None = None  # trial, loss, val_acc, name
     failures_in_row: int = 0
+    last_reason: str | None = None  # of the last trial that was not ok
 
     def record(self, trial: int, outcome: str, chash: str, result: TrialResult, name: str) -> bool:
         """Count an ended trial; True when it is the new best."""
         self.ended[trial] = outcome
         self.seen.add(chash)
         self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
+        self.last_reason = result.reason if outcome != "ok" else self.last_reason
         if outcome == "ok" and (self.best is None or result.loss < self.best["loss"]):
             self.best = {"trial": trial, "loss": result.loss, "val_acc": result.val_acc, "name": name}
             return True
@@ -180,7 +182,7 @@ def run_campaign(
         if state.failures_in_row >= MAX_FAILURES_IN_ROW:
             raise CampaignFailed(
                 f"campaign {campaign.name!r}: {MAX_FAILURES_IN_ROW} trials failed in a row, so it stopped "
-                f"(last reason: {progress.last_reason}); see the failed runs' archsearch.reason in MLflow"
+                f"(last reason: {state.last_reason}); see the failed runs' archsearch.reason in MLflow"
             )
 
         # ask: a killed trial's configuration first, else a new suggestion
@@ -200,6 +202,7 @@ def run_campaign(
 
         def on_epoch(epoch: int, metrics: dict[str, float], run: Any = run, epochs: int = epochs) -> None:
             run.log_epoch(epoch, metrics)
+            campaign.heartbeat(at_most_every=PROGRESS_EVERY)  # long trials keep the campaign alive
             progress.epoch(epoch, epochs, metrics)
 
         try:

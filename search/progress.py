@@ -34,7 +34,6 @@ class Progress:
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.live = not quiet and self.stream.isatty()
-        self.last_reason: str | None = None
         self.total = 0
         self.ended = 0
         self.best: dict | None = None
@@ -97,7 +96,6 @@ class Progress:
             self.trial_durations.append(took)
             what = f"val_acc {result.val_acc:.4f}" + ("  * best" if is_best else "")
         else:
-            self.last_reason = result.reason
             what = f"{result.outcome}: {result.reason}"
         self._status = ""
         self._line(f"t{trial:03d} [{self.ended}/{self.total}] {self._name}  {duration(took)}  {what}")

@@ -261,7 +261,7 @@ class Campaign:
         self.client = store.client
         self._lock_file: Any = None
         self._progress: tuple | None = None  # the latest best-so-far point not yet written
-        self._progress_at = time.monotonic()
+        self._progress_at = time.monotonic()  # the last heartbeat (best-so-far writes carry one)
 
     # -- reading
     def run(self) -> Any:
@@ -326,8 +326,11 @@ class Campaign:
         self.heartbeat()
         self.client.update_run(self.run_id, status="RUNNING")
 
-    def heartbeat(self) -> None:
-        self.client.set_tag(self.run_id, TAG + "heartbeat", f"{time.time():.0f}")
+    def heartbeat(self, at_most_every: float = 0.0) -> None:
+        """Tell other machines this driver is alive (a tag with the time), at most so often."""
+        if time.monotonic() - self._progress_at >= at_most_every:
+            self.client.set_tag(self.run_id, TAG + "heartbeat", f"{time.time():.0f}")
+            self._progress_at = time.monotonic()
 
     def release(self, status: str) -> None:
         """End the campaign run (FINISHED, FAILED or KILLED) and drop the lock."""

@@ -467,3 +467,10 @@ def test_ui_without_a_store_says_how_to_start(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert main(["ui", "--runs", str(tmp_path / "empty")]) == 2
     assert "no campaigns under" in capsys.readouterr().err
+
+
+def test_a_store_mlflow_refuses_is_one_line(tmp_path, capsys):
+    assert main(["status", "x", "--tracking-uri", str(tmp_path / "mlruns")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("archsearch: error: the tracking store refused a request:")
+    assert len(err.strip().splitlines()) == 1
