@@ -177,6 +177,34 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_bundle
+    from .run import open_store
+
+    campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
+    done = export_bundle(
+        campaign,
+        Path(args.out),
+        trial=args.trial,
+        run_id=args.run_id,
+        force=args.force,
+        cache_dir=Path(args.runs) / "data",
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+    )
+    check = done.check
+    print(
+        f"exported {done.record.name} (trial {done.record.trial}, run {done.record.run_id}, "
+        f"val_acc {done.record.metrics.get('val_acc', float('nan')):.4f}) to {done.out}: "
+        f"{', '.join(done.files)}; {done.bytes / 1e6:.2f} MB in {done.seconds:.1f} s"
+    )
+    print(
+        f"self-check on {check['batch']} validation images: TorchScript and ONNX Runtime match the torch "
+        f"model within {check['torchscript_max_abs_diff']:.1e} and {check['onnx_max_abs_diff']:.1e} "
+        f"(tolerance {check['tolerance']:g}), same predictions"
+    )
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
@@ -344,6 +372,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--all", action="store_true", help="also list invalid and failed trials")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common, store],
+        help="export a trial as a self-contained bundle (TorchScript, ONNX, weights, card)",
+        description="Write the best finished trial of a campaign (or --trial N, or --run-id ID) to a "
+        "folder: model.pt (TorchScript), model.onnx, weights.safetensors, architecture.json, "
+        "metrics.json, preprocessing.json and MODEL.md. The export checks itself first: TorchScript "
+        "and ONNX Runtime must match the torch model on validation images.",
+    )
+    p.add_argument("name", help="campaign name")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="export this trial number")
+    which.add_argument("--run-id", help="export this MLflow run (a trial of the campaign)")
+    p.add_argument("--out", required=True, help="the bundle's folder (must not hold files, unless --force)")
+    p.add_argument("--force", action="store_true", help="replace the files of an existing --out")
+    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "ui",

@@ -1,0 +1,333 @@
+"""Export: the best (or a chosen) trial of a campaign as a self-contained bundle.
+
+The bundle needs only torch (or onnxruntime) to use::
+
+    model.pt              TorchScript: images in [0, 1], (N, C, H, W) -> logits (N, classes)
+    model.onnx            the same graph in ONNX (opset of torch's exporter), batch size free
+    weights.safetensors   the trained state_dict of the network (standardized input)
+    architecture.json     the trial's config: architecture and training recipe
+    metrics.json          the trial's metrics, where it came from, and the export's self-check
+    preprocessing.json    input size, channels, scaling, mean and std, class names
+    MODEL.md              what the model is, its layers, its metrics, how to load it
+
+``model.pt`` and ``model.onnx`` include the standardization (``(x - mean) / std``),
+so they take plain [0, 1] images. Before the bundle is moved into place, the
+export checks itself: TorchScript and ONNX Runtime give the torch model's
+logits on a batch of validation images within ``TOLERANCE``, with the same
+predictions. Nothing is written to ``--out`` unless every step succeeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from models import build_model
+
+from .data import Data, load_data
+from .errors import UserError
+from .tracking import TAG, Campaign, TrialRecord
+
+TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
+CHECK_BATCH = 256  # validation images used by the self-check
+
+
+class ExportError(UserError):
+    """An export that cannot be made as asked."""
+
+
+class Standardized(nn.Module):
+    """The network behind its input standardization: [0, 1] images in, logits out."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.mean) / self.std)
+
+
+@dataclass
+class Exported:
+    out: Path
+    record: TrialRecord
+    files: list[str]
+    check: dict[str, float]
+    seconds: float
+    bytes: int
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str) -> Iterator[None]:
+    """Errors only from these loggers (the exporter reports every op set it skips)."""
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    for name in loggers:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+
+
+# ---------------------------------------------------------------- which trial
+
+
+def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | None = None) -> TrialRecord:
+    """The trial to export: a run id, a trial number, or the best finished trial (lowest loss)."""
+    records = campaign.trials()
+    if run_id is not None:
+        found = [r for r in records if r.run_id == run_id]
+        if not found:
+            raise ExportError(
+                f"run {run_id} is not a trial of campaign {campaign.name!r}; "
+                f"see `archsearch leaderboard {campaign.name} --format csv` for its run ids"
+            )
+        chosen = found[0]
+    elif trial is not None:
+        found = [r for r in records if r.trial == trial and r.outcome == "ok"]
+        if not found:
+            known = [r for r in records if r.trial == trial]
+            what = f"ended {known[-1].outcome}" if known else "does not exist"
+            raise ExportError(
+                f"trial {trial} of campaign {campaign.name!r} {what}; only finished trials export"
+            )
+        chosen = found[-1]
+    else:
+        ok = [r for r in records if r.outcome == "ok" and r.loss is not None]
+        if not ok:
+            raise ExportError(
+                f"campaign {campaign.name!r} has no finished trial yet ({len(records)} trial runs); "
+                "nothing to export"
+            )
+        chosen = min(ok, key=lambda r: (r.loss, r.trial))
+    if chosen.outcome != "ok":
+        raise ExportError(f"run {chosen.run_id} ended {chosen.outcome}; only finished trials export")
+    return chosen
+
+
+# ---------------------------------------------------------------- the bundle
+
+
+def _load(campaign: Campaign, record: TrialRecord, tmp: Path) -> tuple[dict, dict]:
+    client = campaign.client
+    try:
+        config = json.loads(
+            Path(client.download_artifacts(record.run_id, "architecture.json", str(tmp))).read_text()
+        )
+        weights = client.download_artifacts(record.run_id, "weights.pt", str(tmp))
+    except Exception as e:  # a missing artifact, a store that cannot be read
+        raise ExportError(
+            f"run {record.run_id}: cannot read its architecture.json and weights.pt ({e})"
+        ) from None
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    return config, state
+
+
+def _campaign_data(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> Data:
+    stored = json.loads(campaign.read_text("campaign.json"))
+    d = dict(stored["resolved"].get("data") or {})
+    dataset = d.pop("dataset", "fashion-mnist")
+    d.setdefault("input_shape", None)
+    data = load_data(dataset, **d, cache_dir=cache_dir, data_dir=data_dir)
+    fingerprint = stored.get("dataset", {}).get("fingerprint")
+    if fingerprint and fingerprint != data.fingerprint:
+        raise ExportError(
+            f"campaign {campaign.name!r}: the dataset's validation split differs from the one the campaign "
+            f"used (fingerprint {data.fingerprint} != {fingerprint})"
+        )
+    return data
+
+
+def _check(model: nn.Module, scripted: Any, onnx_path: Path, batch: torch.Tensor) -> dict[str, float]:
+    import onnxruntime
+
+    with torch.no_grad():
+        reference = model(batch)
+        from_script = scripted(batch)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    from_onnx = torch.from_numpy(session.run(None, {name: batch.numpy()})[0])
+    check = {
+        "batch": len(batch),
+        "tolerance": TOLERANCE,
+        "torchscript_max_abs_diff": float((from_script - reference).abs().max()),
+        "onnx_max_abs_diff": float((from_onnx - reference).abs().max()),
+        "torchscript_same_predictions": bool((from_script.argmax(1) == reference.argmax(1)).all()),
+        "onnx_same_predictions": bool((from_onnx.argmax(1) == reference.argmax(1)).all()),
+    }
+    for what in ("torchscript", "onnx"):
+        if check[f"{what}_max_abs_diff"] > TOLERANCE or not check[f"{what}_same_predictions"]:
+            raise ExportError(
+                f"self-check failed: {what} differs from the torch model by "
+                f"{check[f'{what}_max_abs_diff']:.2e} (tolerance {TOLERANCE:g}); nothing was written"
+            )
+    return check
+
+
+def _model_card(campaign: Campaign, record: TrialRecord, config: dict, data: Data, metrics: dict) -> str:
+    from models import plan_model
+
+    plan = plan_model(config["architecture"], data.input_shape, data.n_classes)
+    c, h, w = data.input_shape
+    return f"""# {campaign.name} trial {record.trial}: {record.name.partition(" ")[2]}
+
+Trial {record.trial} of the archsearch campaign `{campaign.name}` (MLflow run `{record.run_id}`),
+trained on `{data.name}` ({len(data.y_train):,} training images), selected on its validation split
+({len(data.y_val):,} images, fingerprint `{data.fingerprint}`).
+
+| metric | value |
+|---|---|
+| validation accuracy | {metrics["val_acc"]:.4f} |
+| validation loss | {metrics["val_loss"]:.4f} |
+| parameters | {plan.params:,} |
+| multiply-accumulates per image | {plan.macs:,} |
+
+## Input
+
+Images of {c}x{h}x{w} (channels x height x width), pixel values scaled to [0, 1]
+(uint8 / 255). `model.pt` and `model.onnx` standardize them themselves with
+mean {list(data.mean)} and std {list(data.std)}; `weights.safetensors` holds the
+bare network, which expects standardized input. Output: one logit per class,
+classes {list(data.classes)}. See `preprocessing.json`.
+
+## Load it
+
+```python
+import torch
+model = torch.jit.load("model.pt").eval()
+probabilities = model(images).softmax(dim=1)  # images: float32 (N, {c}, {h}, {w}) in [0, 1]
+```
+
+or with ONNX Runtime:
+`onnxruntime.InferenceSession("model.onnx").run(None, {{"images": images_numpy}})[0]`.
+
+## Layers
+
+```
+{plan.table()}
+```
+
+## Training recipe
+
+```json
+{json.dumps(config["training"], indent=2, sort_keys=True)}
+```
+"""
+
+
+def export_bundle(
+    campaign: Campaign,
+    out: Path,
+    *,
+    trial: int | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+    cache_dir: Path,
+    data_dir: Path | None = None,
+) -> Exported:
+    """Write the bundle of one trial to ``out`` (refused if it holds files, unless ``force``)."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise ExportError(
+            f"{out} exists and is not empty; choose another --out or pass --force to replace it"
+        )
+    record = choose_trial(campaign, trial, run_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp_name:
+        tmp = Path(tmp_name)
+        bundle = tmp / "bundle"
+        bundle.mkdir()
+        config, state = _load(campaign, record, tmp)
+        data = _campaign_data(campaign, cache_dir, data_dir)
+        net = build_model(config["architecture"], data.input_shape, data.n_classes)
+        net.load_state_dict(state)
+        model = Standardized(net, data.mean, data.std).eval()
+        batch = (data.x_val[:CHECK_BATCH] * model.std + model.mean).contiguous()  # back to [0, 1] pixels
+
+        from safetensors.torch import save_file
+
+        save_file(
+            {k: v.contiguous() for k, v in net.state_dict().items()}, str(bundle / "weights.safetensors")
+        )
+        with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "onnxscript"):
+            warnings.simplefilter("ignore")  # TorchScript's and the exporter's deprecation notices
+            scripted = torch.jit.trace(model, batch[:2])
+            scripted.save(str(bundle / "model.pt"))
+            batch_dim = torch.export.Dim("batch", min=1)
+            torch.onnx.export(
+                model,
+                (batch[:2],),
+                str(bundle / "model.onnx"),
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"images": {0: batch_dim}},
+                dynamo=True,
+                external_data=False,  # one file, weights inside
+                verbose=False,
+            )
+            reloaded = torch.jit.load(str(bundle / "model.pt"))
+        check = _check(model, reloaded, bundle / "model.onnx", batch)
+
+        metrics = {k: v for k, v in record.metrics.items()}
+        c, h, w = data.input_shape
+        (bundle / "architecture.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        (bundle / "metrics.json").write_text(
+            json.dumps(
+                {
+                    "campaign": campaign.name,
+                    "trial": record.trial,
+                    "run_id": record.run_id,
+                    "name": record.name,
+                    "metrics": metrics,
+                    "dataset": data.summary(),
+                    "self_check": check,
+                },
+                indent=2,
+            )
+        )
+        (bundle / "preprocessing.json").write_text(
+            json.dumps(
+                {
+                    "input_shape": [c, h, w],
+                    "channels": "grey" if c == 1 else "RGB",
+                    "scale": "pixel values / 255 for 8-bit images: float32 in [0, 1]",
+                    "resize": f"to {h}x{w} (bilinear) if the images are of another size",
+                    "mean": list(data.mean),
+                    "std": list(data.std),
+                    "standardization": "inside model.pt and model.onnx; "
+                    "weights.safetensors expects (x - mean) / std",
+                    "layout": "NCHW",
+                    "classes": list(data.classes),
+                },
+                indent=2,
+            )
+        )
+        (bundle / "MODEL.md").write_text(_model_card(campaign, record, config, data, metrics))
+
+        # into place: nothing under `out` until every file is written and checked
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        bundle.rename(out)
+    out.chmod(0o755)  # made as a private temporary folder
+    for path in out.iterdir():
+        path.chmod(0o644)
+    files = sorted(p.name for p in out.iterdir())
+    size = sum(p.stat().st_size for p in out.iterdir())
+    campaign.client.set_tag(record.run_id, TAG + "exported", str(out.resolve()))
+    return Exported(out, record, files, check, time.perf_counter() - t0, size)
