@@ -190,6 +190,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         force=args.force,
         cache_dir=Path(args.runs) / "data",
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        register_as=args.register,
     )
     check = done.check
     print(
@@ -202,6 +203,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"model within {check['torchscript_max_abs_diff']:.1e} and {check['onnx_max_abs_diff']:.1e} "
         f"(tolerance {check['tolerance']:g}), same predictions"
     )
+    if done.registered:
+        print(
+            f"registered as {done.registered}: mlflow.pyfunc.load_model({done.registered!r}).predict(images)"
+        )
     return 0
 
 
@@ -388,6 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--run-id", help="export this MLflow run (a trial of the campaign)")
     p.add_argument("--out", required=True, help="the bundle's folder (must not hold files, unless --force)")
     p.add_argument("--force", action="store_true", help="replace the files of an existing --out")
+    p.add_argument(
+        "--register",
+        metavar="MODEL",
+        help="also register it in the MLflow Model Registry as MODEL (a pyfunc giving class probabilities)",
+    )
     p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
     p.set_defaults(func=cmd_export)
 

@@ -69,6 +69,7 @@ class Exported:
     check: dict[str, float]
     seconds: float
     bytes: int
+    registered: str | None = None  # "models:/NAME/VERSION"
 
 
 @contextlib.contextmanager
@@ -82,6 +83,29 @@ def _quiet(*loggers: str) -> Iterator[None]:
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)
+
+
+# The MLflow model of a registered bundle, as "models from code": it needs torch and numpy only.
+PYFUNC_MODEL = """\
+import mlflow
+import numpy as np
+import torch
+
+
+class ArchsearchModel(mlflow.pyfunc.PythonModel):
+    \"\"\"An exported archsearch network: images in [0, 1], (N, C, H, W) -> class probabilities.\"\"\"
+
+    def load_context(self, context):
+        self.model = torch.jit.load(context.artifacts["model"]).eval()
+
+    def predict(self, context, model_input, params=None):
+        images = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with torch.no_grad():
+            return self.model(images).softmax(dim=1).numpy()
+
+
+mlflow.models.set_model(ArchsearchModel())
+"""
 
 
 # ---------------------------------------------------------------- which trial
@@ -239,6 +263,7 @@ def export_bundle(
     force: bool = False,
     cache_dir: Path,
     data_dir: Path | None = None,
+    register_as: str | None = None,
 ) -> Exported:
     """Write the bundle of one trial to ``out`` (refused if it holds files, unless ``force``)."""
     t0 = time.perf_counter()
@@ -330,4 +355,41 @@ def export_bundle(
     files = sorted(p.name for p in out.iterdir())
     size = sum(p.stat().st_size for p in out.iterdir())
     campaign.client.set_tag(record.run_id, TAG + "exported", str(out.resolve()))
-    return Exported(out, record, files, check, time.perf_counter() - t0, size)
+    registered = register(campaign, record, out, register_as, batch[:4]) if register_as else None
+    return Exported(out, record, files, check, time.perf_counter() - t0, size, registered)
+
+
+def register(campaign: Campaign, record: TrialRecord, bundle: Path, name: str, example: torch.Tensor) -> str:
+    """Log the bundle's TorchScript model as an MLflow pyfunc model and register it as ``name``.
+
+    The model is logged in a run of the campaign's experiment (nested under the campaign
+    run), with a signature and an input example; ``mlflow.pyfunc.load_model("models:/NAME/V")``
+    then predicts class probabilities on a NumPy batch of [0, 1] images.
+    """
+    import mlflow
+    from mlflow.models import infer_signature
+
+    mlflow.set_tracking_uri(campaign.store.uri)
+    mlflow.set_registry_uri(campaign.store.uri)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notice
+        probabilities = torch.jit.load(str(bundle / "model.pt"))(example).softmax(dim=1).numpy()
+    signature = infer_signature(example.numpy(), probabilities)
+    tags = {"mlflow.parentRunId": campaign.run_id, TAG + "kind": "export", TAG + "trial": str(record.trial)}
+    with tempfile.TemporaryDirectory() as tmp, _quiet("mlflow"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's advice on type hints, TorchScript's deprecation
+        code = Path(tmp) / "archsearch_model.py"
+        code.write_text(PYFUNC_MODEL)
+        with mlflow.start_run(
+            experiment_id=campaign.experiment_id, run_name=f"registered {record.name}", tags=tags
+        ):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(code),
+                artifacts={"model": str(bundle / "model.pt")},
+                signature=signature,
+                input_example=example.numpy(),
+                registered_model_name=name,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy", "mlflow"],
+            )
+    return f"models:/{name}/{info.registered_model_version}"

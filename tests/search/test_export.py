@@ -126,3 +126,36 @@ def test_export_errors_are_one_line_and_write_nothing(campaign_runs, tiny, tmp_p
         assert len(err.strip().splitlines()) == 1
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_registry_round_trip(campaign_runs, tmp_path, capsys, monkeypatch):
+    import mlflow
+
+    out = tmp_path / "bundle"
+    args = ["export", "tiny", "--runs", str(campaign_runs), "--out", str(out), "--register", "tiny-best"]
+    assert main(args) == 0
+    assert "registered as models:/tiny-best/1" in capsys.readouterr().out
+
+    uri = f"sqlite:///{(campaign_runs / 'mlflow.db').resolve()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-best/1")
+    assert model.metadata.signature is not None
+    data = load_data("digits", cache_dir=campaign_runs / "data")
+    mean, std = np.array(data.mean), np.array(data.std)
+    pixels = (data.x_val[:16].numpy() * std[None, :, None, None] + mean[None, :, None, None]).astype(
+        np.float32
+    )
+    probabilities = model.predict(pixels)
+    assert probabilities.shape == (16, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # the registered model agrees with the bundle's TorchScript model
+    import torch
+
+    with torch.no_grad():
+        expected = torch.jit.load(str(out / "model.pt"))(torch.from_numpy(pixels)).softmax(1).numpy()
+    assert np.allclose(probabilities, expected, atol=1e-6)
+    # the registration run sits in the campaign's experiment, not among its trials
+    campaign = open_store(campaign_runs, None).require("tiny")
+    assert len(campaign.trials()) == 2
