@@ -177,6 +177,22 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import NO_TRIALS, default_out, snapshot, write_report
+    from .run import open_store
+
+    store = open_store(Path(args.runs), args.tracking_uri)
+    snaps = [snapshot(store.require(name)) for name in args.names]
+    out = Path(args.out) if args.out else default_out(Path(args.runs), args.names)
+    files = write_report(snaps, out)
+    for snap in snaps:
+        if snap.board.empty:
+            print(f"campaign {snap.name}: {NO_TRIALS} (the report says so, without plots of it)")
+    pngs = [f.name for f in files if f.suffix == ".png"]
+    print(f"report: {files[0]}" + (f" (with {', '.join(pngs)})" if pngs else ""))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_bundle
     from .run import open_store
@@ -193,9 +209,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         register_as=args.register,
     )
     check = done.check
+    metrics = done.record.metrics
+    score = (
+        f"test_acc {metrics['test_acc']:.4f}"
+        if "test_acc" in metrics
+        else f"val_acc {metrics['val_acc']:.4f}"
+    )
+    which = (
+        "the retrained model (train + validation images) of " if done.record.name.startswith("final ") else ""
+    )
     print(
-        f"exported {done.record.name} (trial {done.record.trial}, run {done.record.run_id}, "
-        f"val_acc {done.record.metrics.get('val_acc', float('nan')):.4f}) to {done.out}: "
+        f"exported {which}{done.record.name.removeprefix('final ')} (trial {done.record.trial}, run "
+        f"{done.record.run_id}, {score}) to {done.out}: "
         f"{', '.join(done.files)}; {done.bytes / 1e6:.2f} MB in {done.seconds:.1f} s"
     )
     print(
@@ -207,6 +232,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(
             f"registered as {done.registered}: mlflow.pyfunc.load_model({done.registered!r}).predict(images)"
         )
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from .retrain import retrain
+    from .run import open_store
+
+    campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
+    finals = retrain(
+        campaign,
+        top=args.top,
+        epochs=args.epochs,
+        device=args.device,
+        cache_dir=Path(args.runs) / "data",
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+    )
+    runs = "" if Path(args.runs) == Path("runs") else f" --runs {args.runs}"
+    print(
+        f"{len(finals)} final runs logged in campaign {args.name!r} (tag archsearch.kind=final); "
+        f"`archsearch export {args.name}{runs} --out DIR` takes the retrained model of the best trial"
+    )
     return 0
 
 
@@ -379,6 +425,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser(
+        "report",
+        parents=[common, store],
+        help="plots and an HTML report of one campaign, or several side by side",
+        description="Write report.html and its PNG plots: the best validation accuracy so far against "
+        "the trial number (one curve per campaign: compare a TPE and a random campaign), each searched "
+        "parameter against validation accuracy, accuracy against parameters and MACs with the Pareto "
+        "front, and the top 20 of the leaderboard. Self-contained: the images sit next to the HTML, "
+        "no JavaScript, nothing fetched. An existing folder is reused (its files overwritten).",
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="campaign name (two or more: compared)")
+    p.add_argument("--out", help="folder to write (default RUNS/reports/NAME, NAME-vs-NAME2 for two)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
         "export",
         parents=[common, store],
         help="export a trial as a self-contained bundle (TorchScript, ONNX, weights, card)",
@@ -400,6 +460,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser(
+        "retrain",
+        parents=[common, store],
+        help="train the best architectures again on training + validation data, test once",
+        description="Train the best K finished trials (by validation loss) again with their recipe "
+        "for longer, on training + validation images, evaluate each once on the test set, and log "
+        "them as runs tagged final in the campaign's experiment. export then prefers them.",
+    )
+    p.add_argument("name", help="campaign name")
+    p.add_argument("--top", type=_positive_int, default=3, help="how many trials (default 3)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs (default: twice the trial's)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
+    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
+    p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser(
         "ui",

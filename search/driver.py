@@ -31,6 +31,7 @@ from .evaluate import TrialResult, evaluate
 from .tracking import PROGRESS_EVERY, Campaign, TrialRecord, config_hash
 
 MAX_FAILURES_IN_ROW = 10
+PLOTS_EVERY = 60.0  # seconds between refreshes of the campaign's plots while it runs
 REDRAWS = 10  # suggestions drawn again when they repeat an evaluated configuration
 
 
@@ -165,6 +166,7 @@ def run_campaign(
 ) -> tuple[State, str]:
     """Run trials until a stop condition holds; returns the final state and why it stopped."""
     interrupts = interrupts or Interrupts()
+    plots = Plots()
     search = Search(compiled, settings)
     state = rebuild(campaign, search)
     budget, threshold, seed = settings["time_budget"], settings["loss_threshold"], settings["seed"]
@@ -174,11 +176,11 @@ def run_campaign(
         # termination conditions
         interrupts.check()
         if len(state.ended) >= settings["trials"]:
-            return state, f"{settings['trials']} trials ended"
+            return plots.finish(campaign, state, f"{settings['trials']} trials ended")
         if budget is not None and time.monotonic() - start >= budget:
-            return state, f"time budget of {budget:g} s spent"
+            return plots.finish(campaign, state, f"time budget of {budget:g} s spent")
         if threshold is not None and state.best is not None and state.best["loss"] <= threshold:
-            return state, f"loss {state.best['loss']:.4f} <= threshold {threshold:g}"
+            return plots.finish(campaign, state, f"loss {state.best['loss']:.4f} <= threshold {threshold:g}")
         if state.failures_in_row >= MAX_FAILURES_IN_ROW:
             raise CampaignFailed(
                 f"campaign {campaign.name!r}: {MAX_FAILURES_IN_ROW} trials failed in a row, so it stopped "
@@ -232,6 +234,33 @@ def run_campaign(
         best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
         campaign.log_progress(trial, best, len(state.ended), improved=is_best)
         progress.trial_end(trial, result, is_best, state.best)
+        plots.after_trial(campaign)
+
+
+class Plots:
+    """Keeps the campaign run's plots/ artifacts fresh: at most every PLOTS_EVERY seconds while
+    trials end, and once more at the end. A campaign shorter than that draws none (a plot
+    set costs about a second on a CPU); `archsearch report` draws them at any time."""
+
+    def __init__(self) -> None:
+        self.started = self.drawn_at = time.monotonic()
+        self.stale = False
+
+    def after_trial(self, campaign: Campaign) -> None:
+        self.stale = True
+        if time.monotonic() - self.drawn_at >= PLOTS_EVERY:
+            self.draw(campaign)
+
+    def finish(self, campaign: Campaign, state: State, why: str) -> tuple[State, str]:
+        if self.stale and time.monotonic() - self.started >= PLOTS_EVERY:
+            self.draw(campaign)
+        return state, why
+
+    def draw(self, campaign: Campaign) -> None:
+        from .report import log_plots  # matplotlib only when there is something to draw
+
+        log_plots(campaign)
+        self.drawn_at, self.stale = time.monotonic(), False
 
 
 class Interrupted(KeyboardInterrupt):

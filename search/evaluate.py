@@ -245,14 +245,10 @@ def train(
             if checking and not torch.isfinite(loss_sum):
                 raise Diverged(f"diverged: the training loss became {loss_sum.item()} in epoch {epoch}")
         # validate
-        val_acc, val_loss = validate(model, data.x_val, data.y_val, amp)
-        record = {
-            "train_loss": loss_sum.item() / n,
-            "val_acc": val_acc,
-            "val_loss": val_loss,
-            "lr": opt.param_groups[0]["lr"],
-            "epoch_seconds": time.perf_counter() - t0,
-        }
+        record = {"train_loss": loss_sum.item() / n}
+        if len(data.x_val):  # none when training on train + validation (retrain)
+            record["val_acc"], record["val_loss"] = validate(model, data.x_val, data.y_val, amp)
+        record.update(lr=opt.param_groups[0]["lr"], epoch_seconds=time.perf_counter() - t0)
         history.append(record)
         if on_epoch is not None:
             on_epoch(epoch, record)

@@ -36,8 +36,9 @@ from torch import nn
 
 from models import build_model
 
-from .data import Data, load_data
+from .data import Data
 from .errors import UserError
+from .run import campaign_data
 from .tracking import TAG, Campaign, TrialRecord
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
@@ -115,7 +116,7 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
     """The trial to export: a run id, a trial number, or the best finished trial (lowest loss)."""
     records = campaign.trials()
     if run_id is not None:
-        found = [r for r in records if r.run_id == run_id]
+        found = [r for r in records + campaign.trials("final") if r.run_id == run_id]
         if not found:
             raise ExportError(
                 f"run {run_id} is not a trial of campaign {campaign.name!r}; "
@@ -138,7 +139,12 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
                 f"campaign {campaign.name!r} has no finished trial yet ({len(records)} trial runs); "
                 "nothing to export"
             )
-        chosen = min(ok, key=lambda r: (r.loss, r.trial))
+        finals = {r.trial for r in campaign.trials("final") if r.outcome == "ok"}
+        ranked = sorted(ok, key=lambda r: (r.loss, r.trial))  # on validation, never on the test set
+        chosen = next((r for r in ranked if r.trial in finals), ranked[0])
+    if run_id is None:  # a retrained model of the chosen trial, when there is one
+        retrained = [r for r in campaign.trials("final") if r.trial == chosen.trial and r.outcome == "ok"]
+        chosen = retrained[-1] if retrained else chosen
     if chosen.outcome != "ok":
         raise ExportError(f"run {chosen.run_id} ended {chosen.outcome}; only finished trials export")
     return chosen
@@ -160,21 +166,6 @@ def _load(campaign: Campaign, record: TrialRecord, tmp: Path) -> tuple[dict, dic
         ) from None
     state = torch.load(weights, map_location="cpu", weights_only=True)
     return config, state
-
-
-def _campaign_data(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> Data:
-    stored = json.loads(campaign.read_text("campaign.json"))
-    d = dict(stored["resolved"].get("data") or {})
-    dataset = d.pop("dataset", "fashion-mnist")
-    d.setdefault("input_shape", None)
-    data = load_data(dataset, **d, cache_dir=cache_dir, data_dir=data_dir)
-    fingerprint = stored.get("dataset", {}).get("fingerprint")
-    if fingerprint and fingerprint != data.fingerprint:
-        raise ExportError(
-            f"campaign {campaign.name!r}: the dataset's validation split differs from the one the campaign "
-            f"used (fingerprint {data.fingerprint} != {fingerprint})"
-        )
-    return data
 
 
 def _check(model: nn.Module, scripted: Any, onnx_path: Path, batch: torch.Tensor) -> dict[str, float]:
@@ -208,17 +199,26 @@ def _model_card(campaign: Campaign, record: TrialRecord, config: dict, data: Dat
 
     plan = plan_model(config["architecture"], data.input_shape, data.n_classes)
     c, h, w = data.input_shape
+    shown = {
+        "test_acc": "test accuracy (retrained on training + validation images)",
+        "test_loss": "test loss",
+        "val_acc": "validation accuracy",
+        "val_loss": "validation loss",
+    }
+    if record.name.startswith("final "):
+        trained = f"retrained on its {len(data.y_train) + len(data.y_val):,} training and validation images"
+    else:
+        trained = f"trained on {len(data.y_train):,} training images"
+    rows = "".join(f"| {label} | {metrics[key]:.4f} |\n" for key, label in shown.items() if key in metrics)
     return f"""# {campaign.name} trial {record.trial}: {record.name.partition(" ")[2]}
 
 Trial {record.trial} of the archsearch campaign `{campaign.name}` (MLflow run `{record.run_id}`),
-trained on `{data.name}` ({len(data.y_train):,} training images), selected on its validation split
+{trained} on `{data.name}`, selected on its validation split
 ({len(data.y_val):,} images, fingerprint `{data.fingerprint}`).
 
 | metric | value |
 |---|---|
-| validation accuracy | {metrics["val_acc"]:.4f} |
-| validation loss | {metrics["val_loss"]:.4f} |
-| parameters | {plan.params:,} |
+{rows}| parameters | {plan.params:,} |
 | multiply-accumulates per image | {plan.macs:,} |
 
 ## Input
@@ -279,7 +279,7 @@ def export_bundle(
         bundle = tmp / "bundle"
         bundle.mkdir()
         config, state = _load(campaign, record, tmp)
-        data = _campaign_data(campaign, cache_dir, data_dir)
+        data = campaign_data(campaign, cache_dir, data_dir)
         net = build_model(config["architecture"], data.input_shape, data.n_classes)
         net.load_state_dict(state)
         model = Standardized(net, data.mean, data.std).eval()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .compile import CompiledSpace
-from .data import load_data
+from .data import Data, load_data
 from .driver import CampaignFailed, Interrupts, run_campaign
 from .errors import UserError
 from .evaluate import evaluate, resolve_device
@@ -37,6 +37,22 @@ def stored_settings(campaign: Campaign) -> dict:
         return json.loads(campaign.read_text("campaign.json"))
     except json.JSONDecodeError as e:
         raise UserError(f"campaign {campaign.name!r}: campaign.json is not valid JSON ({e})") from None
+
+
+def campaign_data(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> Data:
+    """The campaign's dataset with its own split (checked against the one it was run on)."""
+    stored = stored_settings(campaign)
+    d = dict(stored["resolved"].get("data") or {})
+    dataset = d.pop("dataset", "fashion-mnist")
+    d.setdefault("input_shape", None)
+    data = load_data(dataset, **d, cache_dir=cache_dir, data_dir=data_dir)
+    fingerprint = stored.get("dataset", {}).get("fingerprint")
+    if fingerprint and fingerprint != data.fingerprint:
+        raise UserError(
+            f"campaign {campaign.name!r}: the dataset's validation split differs from the one the campaign "
+            f"used (fingerprint {data.fingerprint} != {fingerprint})"
+        )
+    return data
 
 
 def resume_settings(store: Store, name: str, overrides: list[str], **run: Any) -> Settings:

@@ -275,15 +275,15 @@ class Campaign:
                 raise TrackingError(f"campaign {self.name!r}: cannot read {artifact}: {e}") from None
             return Path(path).read_text(encoding="utf-8")
 
-    def trials(self) -> list[TrialRecord]:
-        """Every trial run, in order of trial number, then attempt."""
+    def trials(self, kind: str = "trial") -> list[TrialRecord]:
+        """Every trial run (``kind`` final: the retrained ones), in order of trial number, then attempt."""
         out, token = [], None
         while True:
             page = self.store._call(
                 "reading trials",
                 self.client.search_runs,
                 [self.experiment_id],
-                filter_string=f"tags.`{TAG}kind` = 'trial'",
+                filter_string=f"tags.`{TAG}kind` = '{kind}'",
                 max_results=1000,
                 page_token=token,
             )
@@ -377,13 +377,21 @@ class Campaign:
         self.client.set_terminated(record.run_id, "KILLED")
 
     def start_trial(
-        self, trial: int, attempt: int, config: dict, vals: dict, seed: int, device: str
+        self,
+        trial: int,
+        attempt: int,
+        config: dict,
+        vals: dict,
+        seed: int,
+        device: str,
+        kind: str = "trial",
+        extra_tags: dict[str, str] | None = None,
     ) -> TrialRun:
-        """A RUNNING child run with the flattened config as params and architecture.json."""
+        """A RUNNING child run with the flattened config as params (``kind`` final: a retrained trial)."""
         arch = config["architecture"]
         tags = {
             "mlflow.parentRunId": self.run_id,
-            TAG + "kind": "trial",
+            TAG + "kind": kind,
             TAG + "trial": str(trial),
             TAG + "attempt": str(attempt),
             TAG + "outcome": "running",
@@ -393,8 +401,10 @@ class Campaign:
             TAG + "seed": str(seed),
             TAG + "device": device,
             **provenance(),
+            **(extra_tags or {}),
         }
         name = f"t{trial:03d} {arch_name(arch)}" + (f" (retry {attempt})" if attempt > 1 else "")
+        name = name if kind == "trial" else f"{kind} {name}"
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
         for chunk in _chunks(_params(flatten(config))):

@@ -1,0 +1,148 @@
+"""``archsearch retrain``: the best architectures trained again, longer, on training + validation data.
+
+A campaign chooses architectures on its validation split; a final model uses
+those images too. Retraining takes the best K finished trials (by validation
+loss), trains each with its own recipe for ``epochs`` (default: twice the
+trial's) on training + validation images, evaluates it once on the test set,
+and logs it as a run tagged ``final`` in the campaign's experiment, beside
+its trial. The test set is touched here and only here; ``export`` then
+prefers the retrained model of the best trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models import build_model
+
+from .data import Data
+from .driver import trial_seed
+from .errors import UserError
+from .evaluate import _amp, resolve_device, train, validate
+from .run import campaign_data, stored_settings
+from .tracking import TAG, Campaign, TrialRecord, device_name
+
+
+@dataclass
+class Final:
+    trial: int
+    name: str
+    run_id: str
+    epochs: int
+    test_acc: float
+    test_loss: float
+    val_acc: float  # of the trial, for comparison
+    seconds: float
+
+
+def best_trials(campaign: Campaign, top: int) -> list[TrialRecord]:
+    latest = {r.trial: r for r in campaign.trials()}
+    ok = sorted((r for r in latest.values() if r.outcome == "ok"), key=lambda r: (r.loss, r.trial))
+    if not ok:
+        raise UserError(f"campaign {campaign.name!r} has no finished trial yet; nothing to retrain")
+    return ok[:top]
+
+
+def train_and_validation(data: Data) -> Data:
+    """All labelled training images in one training set; the test set kept apart."""
+    if data.x_test is None or data.y_test is None:
+        raise UserError(
+            f"{data.name}: has no test set; retrain evaluates on one (give x_test/y_test or test/)"
+        )
+    empty = data.x_val[:0]
+    return dataclasses.replace(
+        data,
+        x_train=torch.cat([data.x_train, data.x_val]),
+        y_train=torch.cat([data.y_train, data.y_val]),
+        x_val=empty,
+        y_val=data.y_val[:0],
+    )
+
+
+def retrain(
+    campaign: Campaign,
+    *,
+    top: int = 3,
+    epochs: int | None = None,
+    device: str = "auto",
+    cache_dir: Path,
+    data_dir: Path | None = None,
+    say: Any = print,
+) -> list[Final]:
+    """Retrain the best ``top`` trials; returns one Final per trial, best trial first."""
+    chosen = best_trials(campaign, top)
+    seed = stored_settings(campaign)["resolved"].get("search", {}).get("seed", 0)
+    dev = resolve_device(device)
+    data = train_and_validation(campaign_data(campaign, cache_dir, data_dir)).to(dev)
+    finals = []
+    for record in chosen:
+        config = copy.deepcopy(_config(campaign, record))
+        config["training"]["epochs"] = epochs or 2 * config["training"]["epochs"]
+        tags = {TAG + "source_run": record.run_id}
+        run = campaign.start_trial(
+            record.trial,
+            1,
+            config,
+            record.vals,
+            trial_seed(seed, record.trial),
+            device_name(dev),
+            "final",
+            tags,
+        )
+        t0 = time.perf_counter()
+        try:
+            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+                torch.manual_seed(trial_seed(seed, record.trial))
+                model = build_model(config["architecture"], data.input_shape, data.n_classes)
+                model = model.to(dev, memory_format=torch.channels_last)
+                train(model, config["training"], data, run.log_epoch)
+            test_acc, test_loss = validate(model, data.x_test, data.y_test, _amp(dev)[0])  # once
+        except KeyboardInterrupt:
+            run.finish("killed", "interrupted (Ctrl-C or SIGTERM)", {})
+            raise
+        except Exception as e:  # a failed retrain is recorded, the others go on
+            run.finish("failed", f"{type(e).__name__}: {e}".splitlines()[0][:500], {})
+            say(f"final {record.name}: failed: {e}")
+            continue
+        seconds = time.perf_counter() - t0
+        metrics = {
+            "test_acc": test_acc,
+            "test_loss": test_loss,
+            "train_seconds": seconds,
+            "epochs_done": float(config["training"]["epochs"]),
+            "images_per_second": len(data.x_train) * config["training"]["epochs"] / seconds,
+        }
+        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        run.finish("ok", None, metrics, state_dict=state)
+        final = Final(
+            record.trial,
+            record.name,
+            run.run_id,
+            config["training"]["epochs"],
+            test_acc,
+            test_loss,
+            record.metrics.get("val_acc", float("nan")),
+            seconds,
+        )
+        say(
+            f"final {record.name}: {final.epochs} epochs on {len(data.x_train):,} images, "
+            f"test_acc {test_acc:.4f} (its val_acc {final.val_acc:.4f}), {seconds:.1f} s"
+        )
+        finals.append(final)
+    return finals
+
+
+def _config(campaign: Campaign, record: TrialRecord) -> dict:
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = campaign.client.download_artifacts(record.run_id, "architecture.json", tmp)
+        return json.loads(Path(path).read_text())
