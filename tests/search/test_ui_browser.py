@@ -1,0 +1,157 @@
+"""The MLflow UI in a real browser: a campaign's trials are listed under its campaign run.
+
+Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and selenium (the `dev`
+extra). MLflow 3.x opens an experiment in its GenAI view; `?workflowType=machine_learning` asks for
+the model-training view, which shows the runs table. Nested runs are collapsed under their parent:
+the parent's Run Name cell holds an expand button, and the children, once expanded, follow the
+parent as indented rows.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from search.cli import main
+from tests.conftest import ROOT
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+WAIT_S = 30  # for the page to render (the first load compiles a large bundle on a 2-core CPU)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_served(proc, port, log, timeout=120.0):
+    """Polls the REST API until it lists the experiments; fails early if the UI exits."""
+    url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"`archsearch ui` exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return json.loads(response.read())["experiments"]
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the UI did not answer on port {port} in {timeout} s:\n{log.read_text()}")
+
+
+def _stop(proc):
+    """SIGTERM to the UI's process group (archsearch, mlflow, uvicorn), then SIGKILL what is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            os.killpg(proc.pid, 0)  # ProcessLookupError once the whole group is gone
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+
+
+def _chromium():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
+        options.add_argument(argument)
+    options.binary_location = str(CHROMIUM)
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMEDRIVER.exists(), reason=f"no {CHROMEDRIVER} (apt-get install chromium-driver)")
+def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{(runs / 'mlflow.db').resolve()}")
+    exp = client.get_experiment_by_name("tiny")
+    (campaign,) = client.search_runs([exp.experiment_id], filter_string="tags.`archsearch.kind` = 'campaign'")
+    trials = client.search_runs([exp.experiment_id], filter_string="tags.`archsearch.kind` = 'trial'")
+    trials.sort(key=lambda r: int(r.data.tags["archsearch.trial"]))
+    assert [r.info.run_name[:5] for r in trials] == ["t000 ", "t001 "]
+
+    port = _free_port()
+    log = tmp_path / "ui.log"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search", "ui", "--runs", str(runs), "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        driver = _chromium()  # starts while the UI starts
+        try:
+            served = _wait_until_served(proc, port, log)
+            assert exp.experiment_id in [e["experiment_id"] for e in served]
+            try:
+                driver.get(
+                    f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
+                )
+                wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.2)
+
+                def link(run):  # a run's name in the Run Name column links to the run's page
+                    href = f"#/experiments/{exp.experiment_id}/runs/{run.info.run_id}"
+                    return By.CSS_SELECTOR, f"div[role='row'][row-id='{run.info.run_id}'] a[href='{href}']"
+
+                parent = wait.until(EC.visibility_of_element_located(link(campaign)))
+                assert parent.get_attribute("textContent") == "tiny"
+                assert "/runs" in driver.current_url
+
+                # trials are nested under the campaign run: collapsed at first, a click on the campaign
+                # row's expand button (the one button in its Run Name cell) lists them
+                if not driver.find_elements(*link(trials[0])):
+                    expand = (
+                        By.CSS_SELECTOR,
+                        f"div[role='row'][row-id='{campaign.info.run_id}'] div[col-id*='Run Name'] button",
+                    )
+                    wait.until(EC.element_to_be_clickable(expand)).click()
+                shown = [wait.until(EC.visibility_of_element_located(link(t))) for t in trials]
+
+                def row_index(run):  # the row's place in the table
+                    row = driver.find_element(By.CSS_SELECTOR, f"div[role='row'][row-id='{run.info.run_id}']")
+                    return int(row.get_attribute("row-index"))
+
+                for trial, element in zip(trials, shown, strict=True):
+                    assert element.get_attribute("textContent") == trial.info.run_name
+                    # listed under the campaign: after its row, and indented further
+                    assert row_index(trial) > row_index(campaign)
+                    assert element.location["x"] > parent.location["x"]
+
+                # the assistant panel, where there is one, covers the table's right half in the screenshot
+                close = By.CSS_SELECTOR, "button[data-component-id='mlflow.assistant.chat_panel.close']"
+                for button in driver.find_elements(*close):
+                    button.click()
+                wait.until(EC.invisibility_of_element_located(close))
+            finally:  # the screenshot and the page, also when an assertion failed
+                driver.save_screenshot(str(tmp_path / "experiment.png"))
+                (tmp_path / "experiment.html").write_text(driver.page_source)
+        finally:
+            driver.quit()
+    finally:
+        _stop(proc)
+
+    png = (tmp_path / "experiment.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
