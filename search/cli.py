@@ -374,9 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="an MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else SQLite in RUNS/mlflow.db)",
     )
 
+    data = argparse.ArgumentParser(add_help=False)
+    data.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
+    device = argparse.ArgumentParser(add_help=False)
+    device.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
+
     p = sub.add_parser(
         "run",
-        parents=[common, store],
+        parents=[common, store, data, device],
         help="run (or resume) a search campaign",
         description="Run a search campaign over a space: suggest architectures with TPE (or at random), "
         "train and validate each, and record everything in MLflow. Running a campaign name that "
@@ -406,8 +411,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a value of the space file by its key path, e.g. --set training.epochs=1 (repeatable)",
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where trials train")
-    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final summary")
     p.set_defaults(func=cmd_run)
 
@@ -450,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        parents=[common, store],
+        parents=[common, store, data],
         help="export a trial as a self-contained bundle (TorchScript, ONNX, weights, card)",
         description="Write the best finished trial of a campaign (or --trial N, or --run-id ID) to a "
         "folder: model.pt (TorchScript), model.onnx, weights.safetensors, architecture.json, "
@@ -468,12 +471,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODEL",
         help="also register it in the MLflow Model Registry as MODEL (a pyfunc giving class probabilities)",
     )
-    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "retrain",
-        parents=[common, store],
+        parents=[common, store, data, device],
         help="train the best architectures again on training + validation data, test once",
         description="Train the best K finished trials (by validation loss) again with their recipe "
         "for longer, on training + validation images, evaluate each once on the test set, and log "
@@ -482,8 +484,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="campaign name")
     p.add_argument("--top", type=_positive_int, default=3, help="how many trials (default 3)")
     p.add_argument("--epochs", type=_positive_int, help="epochs (default: twice the trial's)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to train")
-    p.add_argument("--data-dir", help="a folder holding the dataset's files (looked at before the cache)")
     p.set_defaults(func=cmd_retrain)
 
     p = sub.add_parser(
