@@ -150,10 +150,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .results import status_text
-    from .run import open_store
+    from .run import open_store, runs_flag
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
-    print(status_text(campaign, "" if Path(args.runs) == Path("runs") else f" --runs {args.runs}"))
+    print(status_text(campaign, runs_flag(args.runs)))
     return 0
 
 
@@ -164,7 +164,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from .run import open_store
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
-    df = leaderboard(campaign, top=args.top, include_failed=args.all)
+    df = leaderboard(campaign.trials(), top=args.top, include_failed=args.all)
     if args.format == "csv":
         df.to_csv(sys.stdout, index=False)
     elif args.format == "json":
@@ -237,7 +237,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from .retrain import retrain
-    from .run import open_store
+    from .run import open_store, runs_flag
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
     finals = retrain(
@@ -248,7 +248,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         cache_dir=Path(args.runs) / "data",
         data_dir=Path(args.data_dir) if args.data_dir else None,
     )
-    runs = "" if Path(args.runs) == Path("runs") else f" --runs {args.runs}"
+    runs = runs_flag(args.runs)
     print(
         f"{len(finals)} final runs logged in campaign {args.name!r} (tag archsearch.kind=final); "
         f"`archsearch export {args.name}{runs} --out DIR` takes the retrained model of the best trial"

@@ -112,16 +112,20 @@ class State:
     failures_in_row: int = 0
     last_reason: str | None = None  # of the last trial that was not ok
 
-    def record(self, trial: int, outcome: str, chash: str, result: TrialResult, name: str) -> bool:
-        """Count an ended trial; True when it is the new best."""
+    def end(self, trial: int, outcome: str, chash: str, loss: float | None, val_acc: Any, name: str) -> bool:
+        """Count an ended trial (run now or read back); True when it is the new best."""
         self.ended[trial] = outcome
         self.seen.add(chash)
-        self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
-        self.last_reason = result.reason if outcome != "ok" else self.last_reason
-        if outcome == "ok" and (self.best is None or result.loss < self.best["loss"]):
-            self.best = {"trial": trial, "loss": result.loss, "val_acc": result.val_acc, "name": name}
+        if outcome == "ok" and (self.best is None or loss < self.best["loss"]):
+            self.best = {"trial": trial, "loss": loss, "val_acc": val_acc, "name": name}
             return True
         return False
+
+    def record(self, trial: int, outcome: str, chash: str, result: TrialResult, name: str) -> bool:
+        """Count a trial this driver ran, and the failures in a row; True when it is the new best."""
+        self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
+        self.last_reason = result.reason if outcome != "ok" else self.last_reason
+        return self.end(trial, outcome, chash, result.loss, result.val_acc, name)
 
     def count(self, outcome: str) -> int:
         return sum(1 for o in self.ended.values() if o == outcome)
@@ -133,16 +137,8 @@ def rebuild(campaign: Campaign, search: Search) -> State:
     records = campaign.trials()
     for r in records:
         if r.outcome in ("ok", "invalid", "failed"):
-            state.ended[r.trial] = r.outcome
-            state.seen.add(r.config_hash)
+            state.end(r.trial, r.outcome, r.config_hash, r.loss, r.metrics.get("val_acc"), r.name)
             search.tell(r.trial, r.vals, r.loss if r.outcome == "ok" else None)
-            if r.outcome == "ok" and (state.best is None or r.loss < state.best["loss"]):
-                state.best = {
-                    "trial": r.trial,
-                    "loss": r.loss,
-                    "val_acc": r.metrics.get("val_acc"),
-                    "name": r.name,
-                }
     for r in records:
         if r.outcome == "running":  # its driver died (SIGKILL, power loss): nobody will end it
             campaign.mark_killed(r, "the driver stopped while this trial ran")

@@ -19,11 +19,12 @@ with loss scaling where bf16 is missing); on CPU in float32, channels_last.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,10 +280,8 @@ def evaluate(
     result.params, result.macs = plan.params, plan.macs
 
     model = None
-    devices = [device] if device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with seeded(seed, device):
             model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
             model = model.to(device, memory_format=torch.channels_last)
             t0 = time.perf_counter()
@@ -295,7 +294,7 @@ def evaluate(
     except torch.OutOfMemoryError as e:
         result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
     except Exception as e:  # any other error is this trial's failure, not the campaign's
-        result.outcome, result.reason = "failed", f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        result.outcome, result.reason = "failed", error_line(e)
         result.traceback = traceback.format_exc()
     if result.outcome != "ok":
         del model
@@ -309,8 +308,27 @@ def evaluate(
     result.best_val_acc, result.best_val_loss = history[best]["val_acc"], history[best]["val_loss"]
     result.best_epoch = best + 1
     result.images_per_second = len(data.x_train) * len(history) / max(result.train_seconds, 1e-9)
-    result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    result.state_dict = cpu_state(model)
     return result
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """The global torch RNG seeded for one trial (weights, batch order, augmentation, dropout),
+    and restored afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU, to keep or save."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def error_line(e: BaseException) -> str:
+    """An exception as the one-line reason of a failed trial."""
+    return f"{type(e).__name__}: {e}".splitlines()[0][:500]
 
 
 def release_memory(device: torch.device) -> None:

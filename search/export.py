@@ -38,7 +38,7 @@ from models import build_model
 
 from .data import Data
 from .errors import UserError
-from .run import campaign_data
+from .run import load_campaign
 from .tracking import TAG, Campaign, TrialRecord
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
@@ -279,7 +279,7 @@ def export_bundle(
         bundle = tmp / "bundle"
         bundle.mkdir()
         config, state = _load(campaign, record, tmp)
-        data = campaign_data(campaign, cache_dir, data_dir)
+        _, data = load_campaign(campaign, cache_dir, data_dir)
         net = build_model(config["architecture"], data.input_shape, data.n_classes)
         net.load_state_dict(state)
         model = Standardized(net, data.mean, data.std).eval()

@@ -41,7 +41,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .errors import UserError
-from .results import METRICS, _driver_alive, _latest_attempts, leaderboard, varying
+from .results import METRICS, driver_alive, latest_attempts, leaderboard, varying
 from .tracking import TAG, Campaign, TrialRecord
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,6 @@ _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e
 
 
 # ---------------------------------------------------------------- what a report shows of a campaign
-
-
-class _Records:
-    """What ``results.leaderboard`` reads of a campaign (its trials), from records already read."""
-
-    def __init__(self, records: list[TrialRecord]):
-        self._records = records
-
-    def trials(self, kind: str = "trial") -> list[TrialRecord]:
-        return self._records if kind == "trial" else []
 
 
 @dataclass
@@ -103,9 +93,9 @@ def snapshot(campaign: Campaign) -> Snapshot:
     run = campaign.run()
     records = campaign.trials()
     status = run.info.status
-    if status == "RUNNING" and not _driver_alive(run.data.tags.get(TAG + "driver", "")):
+    if status == "RUNNING" and not driver_alive(run.data.tags.get(TAG + "driver", "")):
         status = "STOPPED"
-    latest = _latest_attempts(records)
+    latest = latest_attempts(records)
     return Snapshot(
         name=campaign.name,
         status=status,
@@ -113,7 +103,7 @@ def snapshot(campaign: Campaign) -> Snapshot:
         planned=int(run.data.tags.get(TAG + "trials", "0") or 0),
         ended=[r for r in latest if r.outcome in ("ok", "invalid", "failed")],
         running=sum(1 for r in records if r.outcome == "running"),
-        board=leaderboard(_Records(records), top=None),  # type: ignore[arg-type]
+        board=leaderboard(records, top=None),
     )
 
 

@@ -25,14 +25,14 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
     run = campaign.run()
     tags = run.data.tags
     records = campaign.trials()
-    latest = _latest_attempts(records)
+    latest = latest_attempts(records)
     ended = [r for r in latest if r.outcome in ("ok", "invalid", "failed")]
     by = {o: sum(1 for r in ended if r.outcome == o) for o in ("ok", "invalid", "failed")}
     running = [r for r in records if r.outcome == "running"]
     killed = sum(1 for r in records if r.outcome == "killed")
     total = int(tags.get(TAG + "trials", "0") or 0)
     status = run.info.status
-    if status == "RUNNING" and not _driver_alive(tags.get(TAG + "driver", "")):
+    if status == "RUNNING" and not driver_alive(tags.get(TAG + "driver", "")):
         resume = f"archsearch run --resume {campaign.name}{runs_flag}"
         status = f"STOPPED (its driver is gone; continue with `{resume}`)"
 
@@ -72,7 +72,7 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
     return "\n".join(lines)
 
 
-def _driver_alive(owner: str) -> bool:
+def driver_alive(owner: str) -> bool:
     """Whether the driver named by a campaign's ``host:pid`` tag may still run (unknown: yes)."""
     host, _, pid = owner.rpartition(":")
     if not owner or not pid.isdigit():
@@ -88,7 +88,7 @@ def _driver_alive(owner: str) -> bool:
     return True
 
 
-def _latest_attempts(records: list[TrialRecord]) -> list[TrialRecord]:
+def latest_attempts(records: list[TrialRecord]) -> list[TrialRecord]:
     """One record per trial number: the last attempt."""
     latest: dict[int, TrialRecord] = {}
     for r in records:
@@ -105,10 +105,12 @@ def _value(text: str) -> object:
     return {"True": True, "False": False, "None": None}.get(text, text)
 
 
-def leaderboard(campaign: Campaign, top: int | None = 10, include_failed: bool = False) -> pd.DataFrame:
-    """The best trials (highest final validation accuracy first) with their config values."""
+def leaderboard(
+    records: list[TrialRecord], top: int | None = 10, include_failed: bool = False
+) -> pd.DataFrame:
+    """The best of a campaign's trials (highest final validation accuracy first) with their config values."""
     rows = []
-    for r in _latest_attempts(campaign.trials()):
+    for r in latest_attempts(records):
         if r.outcome != "ok" and not (include_failed and r.outcome in ("invalid", "failed")):
             continue
         row: dict[str, object] = {"trial": r.trial, "outcome": r.outcome, "name": r.name.partition(" ")[2]}

@@ -11,8 +11,8 @@ prefers the retrained model of the best trial.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,9 @@ from models import build_model
 from .data import Data
 from .driver import trial_seed
 from .errors import UserError
-from .evaluate import _amp, resolve_device, train, validate
-from .run import campaign_data, stored_settings
+from .evaluate import _amp, cpu_state, error_line, resolve_device, seeded, train, validate
+from .results import latest_attempts
+from .run import load_campaign
 from .tracking import TAG, Campaign, TrialRecord, device_name
 
 
@@ -43,8 +44,8 @@ class Final:
 
 
 def best_trials(campaign: Campaign, top: int) -> list[TrialRecord]:
-    latest = {r.trial: r for r in campaign.trials()}
-    ok = sorted((r for r in latest.values() if r.outcome == "ok"), key=lambda r: (r.loss, r.trial))
+    ok = [r for r in latest_attempts(campaign.trials()) if r.outcome == "ok"]
+    ok.sort(key=lambda r: (r.loss, r.trial))
     if not ok:
         raise UserError(f"campaign {campaign.name!r} has no finished trial yet; nothing to retrain")
     return ok[:top]
@@ -78,12 +79,13 @@ def retrain(
 ) -> list[Final]:
     """Retrain the best ``top`` trials; returns one Final per trial, best trial first."""
     chosen = best_trials(campaign, top)
-    seed = stored_settings(campaign)["resolved"].get("search", {}).get("seed", 0)
     dev = resolve_device(device)
-    data = train_and_validation(campaign_data(campaign, cache_dir, data_dir)).to(dev)
+    space, data = load_campaign(campaign, cache_dir, data_dir)
+    data = train_and_validation(data).to(dev)
+    seed = space.search["seed"]
     finals = []
     for record in chosen:
-        config = copy.deepcopy(_config(campaign, record))
+        config = json.loads(campaign.read_text("architecture.json", record.run_id))
         config["training"]["epochs"] = epochs or 2 * config["training"]["epochs"]
         tags = {TAG + "source_run": record.run_id}
         run = campaign.start_trial(
@@ -98,8 +100,7 @@ def retrain(
         )
         t0 = time.perf_counter()
         try:
-            with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
-                torch.manual_seed(trial_seed(seed, record.trial))
+            with seeded(trial_seed(seed, record.trial), dev):
                 model = build_model(config["architecture"], data.input_shape, data.n_classes)
                 model = model.to(dev, memory_format=torch.channels_last)
                 train(model, config["training"], data, run.log_epoch)
@@ -108,7 +109,7 @@ def retrain(
             run.finish("killed", "interrupted (Ctrl-C or SIGTERM)", {})
             raise
         except Exception as e:  # a failed retrain is recorded, the others go on
-            run.finish("failed", f"{type(e).__name__}: {e}".splitlines()[0][:500], {})
+            run.finish("failed", error_line(e), {})
             say(f"final {record.name}: failed: {e}")
             continue
         seconds = time.perf_counter() - t0
@@ -119,8 +120,7 @@ def retrain(
             "epochs_done": float(config["training"]["epochs"]),
             "images_per_second": len(data.x_train) * config["training"]["epochs"] / seconds,
         }
-        state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        run.finish("ok", None, metrics, state_dict=state)
+        run.finish("ok", None, metrics, state_dict=cpu_state(model))
         final = Final(
             record.trial,
             record.name,
@@ -137,12 +137,3 @@ def retrain(
         )
         finals.append(final)
     return finals
-
-
-def _config(campaign: Campaign, record: TrialRecord) -> dict:
-    import json
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = campaign.client.download_artifacts(record.run_id, "architecture.json", tmp)
-        return json.loads(Path(path).read_text())

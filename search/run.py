@@ -19,11 +19,12 @@ from typing import Any
 
 from .compile import CompiledSpace
 from .data import Data, load_data
-from .driver import CampaignFailed, Interrupts, run_campaign
+from .driver import Interrupts, run_campaign
 from .errors import UserError
 from .evaluate import evaluate, resolve_device
 from .progress import Progress, duration
-from .settings import Settings, differences, identity, resolve, tracking_uri
+from .settings import RUN_LIMITS, Settings, differences, identity, resolve, tracking_uri
+from .space import Space
 from .tracking import TAG, Campaign, Store, device_name
 
 
@@ -39,31 +40,35 @@ def stored_settings(campaign: Campaign) -> dict:
         raise UserError(f"campaign {campaign.name!r}: campaign.json is not valid JSON ({e})") from None
 
 
-def campaign_data(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> Data:
-    """The campaign's dataset with its own split (checked against the one it was run on)."""
+def runs_flag(runs: Path) -> str:
+    """`` --runs DIR`` for the commands a message suggests, when DIR is not the default."""
+    return "" if Path(runs) == Path("runs") else f" --runs {runs}"
+
+
+def space_data(space: Space, cache_dir: Path, data_dir: Path | None) -> Data:
+    """The dataset a space's data block describes, loaded and split."""
+    d = dict(space.data)
+    return load_data(d.pop("dataset"), **d, cache_dir=cache_dir, data_dir=data_dir)
+
+
+def load_campaign(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> tuple[Space, Data]:
+    """The space a campaign ran (validated, with defaults) and its dataset with the same split."""
     stored = stored_settings(campaign)
-    d = dict(stored["resolved"].get("data") or {})
-    dataset = d.pop("dataset", "fashion-mnist")
-    d.setdefault("input_shape", None)
-    data = load_data(dataset, **d, cache_dir=cache_dir, data_dir=data_dir)
+    space = resolve(stored["space_path"], (), name=campaign.name, base_raw=stored["resolved"]).space
+    data = space_data(space, cache_dir, data_dir)
     fingerprint = stored.get("dataset", {}).get("fingerprint")
     if fingerprint and fingerprint != data.fingerprint:
         raise UserError(
             f"campaign {campaign.name!r}: the dataset's validation split differs from the one the campaign "
             f"used (fingerprint {data.fingerprint} != {fingerprint})"
         )
-    return data
+    return space, data
 
 
 def resume_settings(store: Store, name: str, overrides: list[str], **run: Any) -> Settings:
     """Settings of an existing campaign, with new run limits applied."""
     stored = stored_settings(store.require(name))
     return resolve(stored["space_path"], overrides, name=name, base_raw=stored["resolved"], **run)
-
-
-def _hint(settings: Settings) -> str:
-    runs = "" if settings.runs == Path("runs") else f" --runs {settings.runs}"
-    return f"archsearch run --resume {settings.name}{runs}"
 
 
 def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int:
@@ -80,10 +85,8 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             )
 
     device = resolve_device(settings.device)
-    d = dict(space.data)
-    data = load_data(d.pop("dataset"), **d, cache_dir=settings.cache_dir, data_dir=settings.data_dir).to(
-        device
-    )  # before creating anything: a missing dataset leaves no empty campaign
+    # before creating anything: a missing dataset leaves no empty campaign
+    data = space_data(space, settings.cache_dir, settings.data_dir).to(device)
     compiled = CompiledSpace(space)
 
     if campaign is None:
@@ -121,10 +124,9 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
-        progress.finish(f"interrupted: the current trial is marked KILLED; resume with `{_hint(settings)}`")
+        resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
+        progress.finish(f"interrupted: the current trial is marked KILLED; resume with `{resume}`")
         return 130
-    except CampaignFailed:
-        raise
     finally:
         interrupts.restore()
         campaign.release(status)
@@ -136,7 +138,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     if state.best:
         b = state.best
         lines.append(f"best: {b['name']}  val_acc {b['val_acc']:.4f}")
-    runs = "" if settings.runs == Path("runs") else f" --runs {settings.runs}"
+    runs = runs_flag(settings.runs)
     lines.append(
         f"results: {store.where()} (experiment {settings.name!r}); "
         f"`archsearch leaderboard {settings.name}{runs}`, `archsearch ui{runs}`"
@@ -149,9 +151,9 @@ def _params(settings: Settings, data: Any) -> dict[str, Any]:
     """The campaign's settings as flat MLflow params."""
     space = settings.space
     out: dict[str, Any] = {"space": space.path, "overrides": " ".join(settings.overrides) or "-"}
-    out.update({f"search.{k}": v for k, v in space.search.items() if k not in ("tpe", "trials")})
-    out.pop("search.time_budget", None)
-    out.pop("search.loss_threshold", None)
+    # run limits may change on resume, so they are tags (archsearch.trials, ...), not params
+    fixed = {k: v for k, v in space.search.items() if k != "tpe" and f"search.{k}" not in RUN_LIMITS}
+    out.update({f"search.{k}": v for k, v in fixed.items()})
     out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})
     out.update({f"data.{k}": v for k, v in space.data.items()})
     out.update({f"constraints.{k}": v for k, v in vars(space.constraints).items()})

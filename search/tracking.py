@@ -267,10 +267,11 @@ class Campaign:
     def run(self) -> Any:
         return self.client.get_run(self.run_id)
 
-    def read_text(self, artifact: str) -> str:
+    def read_text(self, artifact: str, run_id: str | None = None) -> str:
+        """A text file of the campaign run (or of one of its runs)."""
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = self.client.download_artifacts(self.run_id, artifact, tmp)
+                path = self.client.download_artifacts(run_id or self.run_id, artifact, tmp)
             except (MlflowException, OSError) as e:
                 raise TrackingError(f"campaign {self.name!r}: cannot read {artifact}: {e}") from None
             return Path(path).read_text(encoding="utf-8")
@@ -307,9 +308,10 @@ class Campaign:
                 f"campaign {self.name!r} is being run by another archsearch process on this machine; "
                 "wait for it to end or stop it (Ctrl-C) before resuming"
             ) from None
-        tags = self.run().data.tags
+        run = self.run()
+        tags = run.data.tags
         owner = tags.get(TAG + "driver")
-        if owner and self.run().info.status == "RUNNING":
+        if owner and run.info.status == "RUNNING":
             host, _, pid = owner.rpartition(":")
             seen = float(tags.get(TAG + "heartbeat", "0"))
             age = time.time() - seen
