@@ -37,6 +37,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
 def _si(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= scale:
@@ -121,24 +131,29 @@ def _run_options(args: argparse.Namespace) -> dict:
         "tracking_uri": args.tracking_uri,
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "quiet": args.quiet,
+        "workers": args.workers,
+        "trials_per_gpu": args.trials_per_gpu,
+        "dask": args.dask,
+        "threads": args.threads_per_trial,
+        "patience": args.tracking_patience,
     }
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import launch, open_store, resume_settings
-    from .settings import RUN_LIMITS, flag_overrides, resolve
+    from .settings import CHANGEABLE, flag_overrides, resolve
 
     overrides = flag_overrides(vars(args)) + list(args.set or [])
-    store = open_store(Path(args.runs), args.tracking_uri)
+    store = open_store(Path(args.runs), args.tracking_uri, args.tracking_patience)
     if args.resume:
         if args.space:
             raise UserError("give either a space file or --resume NAME, not both")
-        limits = [o for o in overrides if o.partition("=")[0].strip() in RUN_LIMITS]
+        limits = [o for o in overrides if o.partition("=")[0].strip() in CHANGEABLE]
         if len(limits) != len(overrides):
             other = [o for o in overrides if o not in limits]
             raise UserError(
-                f"--resume keeps the campaign's settings; only the run limits ({', '.join(RUN_LIMITS)}) "
-                f"may change, got {' '.join(other)}"
+                f"--resume keeps the campaign's settings; only the run limits and how trials run "
+                f"({', '.join(CHANGEABLE)}) may change, got {' '.join(other)}"
             )
         settings = resume_settings(store, args.resume, overrides, **_run_options(args))
     elif args.space:
@@ -410,6 +425,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override a value of the space file by its key path, e.g. --set training.epochs=1 (repeatable)",
+    )
+    where = p.add_argument_group("where trials run (default: one at a time, in this process)")
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="W",
+        help="run W trials at once in worker processes (on CPU the cores are split between them; "
+        "with GPUs they take the GPUs round-robin); with --dask: at most W trials at once",
+    )
+    where.add_argument(
+        "--trials-per-gpu",
+        type=_positive_int,
+        metavar="K",
+        help="pack K trials on each GPU (default 1; on Dask each trial asks for 1/K of a GPU resource)",
+    )
+    where.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run trials on a Dask cluster, e.g. tcp://host:8786 (README: Running on several machines)",
+    )
+    where.add_argument(
+        "--threads-per-trial",
+        type=_positive_int,
+        metavar="N",
+        help="torch CPU threads of each trial (default: the cores divided between the workers)",
+    )
+    p.add_argument(
+        "--tracking-patience",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long the tracking store may stay unreachable, retried with back-off, before the "
+        "campaign stops (default 300)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the final summary")
     p.set_defaults(func=cmd_run)

@@ -15,6 +15,7 @@ repeats a configuration already evaluated is drawn again (up to
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from collections.abc import Callable
@@ -27,10 +28,12 @@ from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, ran
 
 from .compile import CompiledSpace, plain
 from .errors import UserError
-from .evaluate import TrialResult, evaluate
-from .tracking import PROGRESS_EVERY, Campaign, TrialRecord, config_hash
+from .evaluate import TrialResult, error_line
+from .tracking import PROGRESS_EVERY, TAG, Campaign, TrackingError, TrialRecord, config_hash
 
 MAX_FAILURES_IN_ROW = 10
+MAX_ATTEMPTS = 3  # runs of a trial whose worker dies: the first and two retries
+WAIT = 0.5  # seconds the loop waits for news from the workers before looking at the clock again
 PLOTS_EVERY = 60.0  # seconds between refreshes of the campaign's plots while it runs
 REDRAWS = 10  # suggestions drawn again when they repeat an evaluated configuration
 
@@ -73,17 +76,34 @@ class Search:
                 n_EI_candidates=t["candidates"],
             )
 
-    def ask(self, trial: int, avoid: set[str] = frozenset()) -> tuple[dict[str, list], dict]:
-        """The assignment (hyperopt misc vals) and decoded config suggested for trial number ``trial``."""
+    def ask(
+        self, trial: int, avoid: set[str] = frozenset(), pending: dict[int, dict] | None = None
+    ) -> tuple[dict[str, list], dict]:
+        """The assignment (hyperopt misc vals) and decoded config suggested for trial number ``trial``.
+
+        ``avoid``: config hashes not to suggest again. ``pending``: the assignments of trials in
+        flight, told to TPE for this suggestion only as if their loss were the worst seen so
+        far (a constant liar), so that it looks elsewhere.
+        """
         # TPE draws at random until it has startup_trials results; asking rand directly skips
         # building TPE's model for nothing (the draws are the same)
         algo = rand.suggest if len(self.trials.trials) < self.startup else self.algo
-        for redraw in range(REDRAWS + 1):
-            doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
-            vals = plain(doc["misc"]["vals"])
-            config = self.compiled.decode(vals)
-            if config_hash(config) not in avoid:
-                break
+        lies = [t for t in (pending or {}) if algo is not rand.suggest]
+        if lies:
+            losses = [x for x in self.trials.losses() if x is not None]
+            for t in lies:
+                self.tell(t, pending[t], max(losses, default=1.0))
+        try:
+            for redraw in range(REDRAWS + 1):
+                doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
+                vals = plain(doc["misc"]["vals"])
+                config = self.compiled.decode(vals)
+                if config_hash(config) not in avoid:
+                    break
+        finally:
+            if lies:
+                self.trials._dynamic_trials = [d for d in self.trials._dynamic_trials if d["tid"] not in lies]
+                self.trials.refresh()
         return vals, config
 
     def tell(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
@@ -148,42 +168,57 @@ def rebuild(campaign: Campaign, search: Search) -> State:
     return state
 
 
+@dataclass
+class Flight:
+    """A trial in flight: its current attempt's run and what it was asked."""
+
+    trial: int
+    attempt: int
+    vals: dict[str, list]
+    config: dict
+    run: Any  # TrialRun
+    started: float = field(default_factory=time.monotonic)
+
+
 def run_campaign(
     campaign: Campaign,
     compiled: CompiledSpace,
-    data: Any,
+    executor: Any,
     settings: dict,
     *,
-    limits: Any,
+    make_job: Callable[[int, dict], Any],
     device_tag: str,
     progress: Any,
-    evaluate_fn: Callable[..., TrialResult] = evaluate,
     interrupts: Interrupts | None = None,
 ) -> tuple[State, str]:
-    """Run trials until a stop condition holds; returns the final state and why it stopped."""
+    """Run trials until a stop condition holds; returns the final state and why it stopped.
+
+    Keeps as many trials in flight as the executor can run (one with the inline executor),
+    asking for a new one as soon as any ends. Trials in flight are told to TPE as if they
+    had the worst loss seen so far (a constant liar), so that parallel workers do not all
+    explore the same neighbourhood; each lie is replaced by the real result when it comes.
+    """
     interrupts = interrupts or Interrupts()
     plots = Plots()
     search = Search(compiled, settings)
     state = rebuild(campaign, search)
     budget, threshold, seed = settings["time_budget"], settings["loss_threshold"], settings["seed"]
     start = time.monotonic()
+    flights: dict[str, Flight] = {}
     progress.start(len(state.ended), settings["trials"], state.best)
-    while True:
-        # termination conditions
-        interrupts.check()
-        if len(state.ended) >= settings["trials"]:
-            return plots.finish(campaign, state, f"{settings['trials']} trials ended")
-        if budget is not None and time.monotonic() - start >= budget:
-            return plots.finish(campaign, state, f"time budget of {budget:g} s spent")
-        if threshold is not None and state.best is not None and state.best["loss"] <= threshold:
-            return plots.finish(campaign, state, f"loss {state.best['loss']:.4f} <= threshold {threshold:g}")
-        if state.failures_in_row >= MAX_FAILURES_IN_ROW:
-            raise CampaignFailed(
-                f"campaign {campaign.name!r}: {MAX_FAILURES_IN_ROW} trials failed in a row, so it stopped "
-                f"(last reason: {state.last_reason}); see the failed runs' archsearch.reason in MLflow"
-            )
 
-        # ask: a killed trial's configuration first, else a new suggestion
+    def stop_starting() -> str | None:
+        """Why no new trial may start (None: one may)."""
+        if len(state.ended) + len(flights) >= settings["trials"]:
+            return f"{settings['trials']} trials ended"
+        if budget is not None and time.monotonic() - start >= budget:
+            return f"time budget of {budget:g} s spent"
+        if threshold is not None and state.best is not None and state.best["loss"] <= threshold:
+            return f"loss {state.best['loss']:.4f} <= threshold {threshold:g}"
+        return None
+
+    def launch_next() -> None:
+        # a killed trial's configuration first, else a new suggestion
         if state.requeue:
             killed = state.requeue.pop(0)
             trial, attempt, vals = killed.trial, killed.attempt + 1, killed.vals
@@ -191,46 +226,95 @@ def run_campaign(
         else:
             trial, attempt = state.next_trial, 1
             state.next_trial += 1
-            vals, config = search.ask(trial, state.seen)
-
-        # evaluate, tracked: the child run exists (RUNNING) before training starts
+            pending = {f.trial: f.vals for f in flights.values()}
+            avoid = state.seen | {config_hash(f.config) for f in flights.values()}
+            vals, config = search.ask(trial, avoid, pending)
+        # the child run exists (RUNNING) before the trial starts
         run = campaign.start_trial(trial, attempt, config, vals, trial_seed(seed, trial), device_tag)
+        flights[str(trial)] = Flight(trial, attempt, vals, config, run)
         progress.trial_start(trial, config)
-        epochs = config["training"]["epochs"]
+        executor.submit(make_job(trial, config))
 
-        def on_epoch(epoch: int, metrics: dict[str, float], run: Any = run, epochs: int = epochs) -> None:
-            run.log_epoch(epoch, metrics)
-            campaign.heartbeat(at_most_every=PROGRESS_EVERY)  # long trials keep the campaign alive
-            progress.epoch(epoch, epochs, metrics)
+    def handle(event: Any) -> None:
+        flight = flights.get(event.key)
+        if flight is None:
+            return
+        if event.kind == "started":
+            flight.run.set_tags({TAG + "worker": event.where, TAG + "device": event.device})
+        elif event.kind == "epoch":
+            flight.run.log_epoch(event.epoch, event.metrics)
+            progress.epoch(flight.trial, event.epoch, flight.config["training"]["epochs"], event.metrics)
+        elif event.kind == "lost":
+            lost(flight, event.reason)
+        elif event.kind == "done":
+            ended(flight, event.result)
 
-        try:
-            interrupts.check()
-            result = evaluate_fn(
-                config,
-                data,
-                seed=trial_seed(seed, trial),
-                limits=limits,
-                on_epoch=on_epoch,
-                should_stop=interrupts.should_stop,
-            )
-        except KeyboardInterrupt:
-            run.finish("killed", "interrupted (Ctrl-C or SIGTERM)", {})
-            raise
-        run.finish(
+    def lost(flight: Flight, reason: str) -> None:
+        """A worker died running this trial: run it again (a new attempt), or give up."""
+        if flight.attempt >= MAX_ATTEMPTS:
+            executor.cancel(str(flight.trial))
+            why = f"{reason}; lost {MAX_ATTEMPTS} times, so not run again"
+            ended(flight, TrialResult("failed", reason=why))
+            return
+        flight.run.finish("killed", reason, {})
+        progress.trial_lost(flight.trial, reason)
+        flight.attempt += 1
+        flight.run = campaign.start_trial(
+            flight.trial,
+            flight.attempt,
+            flight.config,
+            flight.vals,
+            trial_seed(seed, flight.trial),
+            device_tag,
+        )
+
+    def ended(flight: Flight, result: TrialResult) -> None:
+        del flights[str(flight.trial)]
+        flight.run.finish(
             result.outcome,
             result.reason,
             result.metrics(),
             state_dict=result.state_dict,
             traceback=result.traceback,
         )
-
-        # tell
-        search.tell(trial, vals, result.loss if result.outcome == "ok" else None)
-        is_best = state.record(trial, result.outcome, config_hash(config), result, run.name)
+        search.tell(flight.trial, flight.vals, result.loss if result.outcome == "ok" else None)
+        is_best = state.record(
+            flight.trial, result.outcome, config_hash(flight.config), result, flight.run.name
+        )
         best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
-        campaign.log_progress(trial, best, len(state.ended), improved=is_best)
-        progress.trial_end(trial, result, is_best, state.best)
+        campaign.log_progress(flight.trial, best, len(state.ended), improved=is_best)
+        progress.trial_end(flight.trial, result, is_best, state.best)
         plots.after_trial(campaign)
+
+    try:
+        while True:
+            interrupts.check()
+            if state.failures_in_row >= MAX_FAILURES_IN_ROW:
+                raise CampaignFailed(
+                    f"campaign {campaign.name!r}: {MAX_FAILURES_IN_ROW} trials failed in a row, so it "
+                    f"stopped (last reason: {state.last_reason}); see the failed runs' archsearch.reason "
+                    "in MLflow"
+                )
+            why = stop_starting()
+            while why is None and len(flights) < executor.capacity():
+                launch_next()
+                why = stop_starting()
+            if not flights:
+                return plots.finish(campaign, state, why or "nothing left to run")
+            executor.wait(handle, timeout=WAIT)
+            campaign.heartbeat(at_most_every=PROGRESS_EVERY)  # long trials keep the campaign alive
+    except BaseException as e:
+        # Ctrl-C or a campaign that fails: the trials in flight end KILLED (a resume runs them
+        # again); when the tracking store is gone they stay RUNNING, and a resume marks them
+        if not isinstance(e, TrackingError):
+            executor.close()
+            reason = "interrupted (Ctrl-C or SIGTERM)" if isinstance(e, KeyboardInterrupt) else error_line(e)
+            for flight in flights.values():
+                with contextlib.suppress(Exception):
+                    flight.run.finish("killed", reason, {})
+        raise
+    finally:
+        executor.close()
 
 
 class Plots:

@@ -30,17 +30,16 @@ def duration(seconds: float | None) -> str:
 
 
 class Progress:
-    def __init__(self, quiet: bool = False, stream: TextIO | None = None):
+    def __init__(self, quiet: bool = False, stream: TextIO | None = None, parallel: int = 1):
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.live = not quiet and self.stream.isatty()
+        self.parallel = max(1, parallel)  # trials at once, for the ETA
         self.total = 0
         self.ended = 0
         self.best: dict | None = None
         self.trial_durations: list[float] = []
-        self._trial: int | None = None
-        self._name = ""
-        self._t0 = 0.0
+        self.running: dict[int, tuple[str, float]] = {}  # trial -> (name, start)
         self._status = ""
 
     # -- output
@@ -63,12 +62,19 @@ class Progress:
     def eta(self) -> float | None:
         if not self.trial_durations:
             return None
-        return sum(self.trial_durations) / len(self.trial_durations) * max(0, self.total - self.ended)
+        mean = sum(self.trial_durations) / len(self.trial_durations)
+        return mean * max(0, self.total - self.ended) / self.parallel
 
     def _best_text(self) -> str:
         if not self.best:
             return "best: none yet"
         return f"best val_acc {self.best['val_acc']:.4f} (t{self.best['trial']:03d})"
+
+    def _head(self, trial: int) -> str:
+        """``trial 3/20 t002``, or ``2/20 ended, 3 running | t004`` when several trials run."""
+        if len(self.running) > 1:
+            return f"{self.ended}/{self.total} ended, {len(self.running)} running | t{trial:03d}"
+        return f"trial {self.ended + 1}/{self.total} t{trial:03d}"
 
     # -- events from the driver
     def start(self, ended: int, total: int, best: dict | None) -> None:
@@ -77,19 +83,24 @@ class Progress:
             self._line(f"resuming: {ended} of {total} trials already ended; {self._best_text()}")
 
     def trial_start(self, trial: int, config: dict) -> None:
-        self._trial, self._name, self._t0 = trial, arch_name(config["architecture"]), time.monotonic()
-        self._redraw(f"trial {self.ended + 1}/{self.total} t{trial:03d} {self._name} | {self._best_text()}")
+        self.running[trial] = (arch_name(config["architecture"]), time.monotonic())
+        self._redraw(f"{self._head(trial)} {self.running[trial][0]} | {self._best_text()}")
 
-    def epoch(self, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
+    def epoch(self, trial: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
         eta = self.eta()
+        acc = f" val_acc {metrics['val_acc']:.4f}" if "val_acc" in metrics else ""
         self._redraw(
-            f"trial {self.ended + 1}/{self.total} t{self._trial:03d} epoch {epoch}/{epochs} "
-            f"val_acc {metrics['val_acc']:.4f} | {self._best_text()}"
+            f"{self._head(trial)} epoch {epoch}/{epochs}{acc} | {self._best_text()}"
             + (f" | ETA {duration(eta)}" if eta is not None else "")
         )
 
+    def trial_lost(self, trial: int, reason: str) -> None:
+        name, _ = self.running.get(trial, ("", 0.0))
+        self._line(f"t{trial:03d} {name}  lost: {reason}; running it again")
+
     def trial_end(self, trial: int, result: Any, is_best: bool, best: dict | None) -> None:
-        took = time.monotonic() - self._t0
+        name, t0 = self.running.pop(trial, ("", time.monotonic()))
+        took = time.monotonic() - t0
         self.ended += 1
         self.best = best
         if result.outcome == "ok":
@@ -98,7 +109,7 @@ class Progress:
         else:
             what = f"{result.outcome}: {result.reason}"
         self._status = ""
-        self._line(f"t{trial:03d} [{self.ended}/{self.total}] {self._name}  {duration(took)}  {what}")
+        self._line(f"t{trial:03d} [{self.ended}/{self.total}] {name}  {duration(took)}  {what}")
 
     def finish(self, text: str) -> None:
         if self.live:

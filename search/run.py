@@ -19,17 +19,18 @@ from typing import Any
 
 from .compile import CompiledSpace
 from .data import Data, load_data
-from .driver import Interrupts, run_campaign
+from .driver import Interrupts, run_campaign, trial_seed
 from .errors import UserError
 from .evaluate import evaluate, resolve_device
+from .executor import DataSpec, Inline, Job, Processes, visible_gpus
 from .progress import Progress, duration
-from .settings import RUN_LIMITS, Settings, differences, identity, resolve, tracking_uri
+from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
 from .space import Space
-from .tracking import TAG, Campaign, Store, device_name
+from .tracking import PATIENCE, TAG, Campaign, Store, TrackingError, device_name
 
 
-def open_store(runs: Path, tracking_flag: str | None) -> Store:
-    return Store(tracking_uri(tracking_flag, runs), runs)
+def open_store(runs: Path, tracking_flag: str | None, patience: float = PATIENCE) -> Store:
+    return Store(tracking_uri(tracking_flag, runs), runs, patience)
 
 
 def stored_settings(campaign: Campaign) -> dict:
@@ -84,52 +85,74 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
                 f"resume it with `archsearch run --resume {settings.name}` or choose another --name"
             )
 
-    device = resolve_device(settings.device)
     # before creating anything: a missing dataset leaves no empty campaign
-    data = space_data(space, settings.cache_dir, settings.data_dir).to(device)
+    data = space_data(space, settings.cache_dir, settings.data_dir)
     compiled = CompiledSpace(space)
-
-    if campaign is None:
-        campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
-        verb = "started"
-    else:
-        verb = "resumed"
-    campaign.acquire()
-    campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k != "tpe"})
-    progress = Progress(settings.quiet)
-    summary = data.summary()
-    if not settings.quiet:
-        print(
-            f"campaign {settings.name} {verb}: {summary['name']} ({summary['n_train']:,} train / "
-            f"{summary['n_val']:,} validation images), {space.search['algo']} search, seed "
-            f"{space.search['seed']}, {space.search['trials']} trials on {device}; tracking: {store.where()}",
-            flush=True,
-        )
-
     interrupts = Interrupts()
-    interrupts.install()
+    executor, device_tag, job_device = make_executor(settings, data, interrupts)
+    progress = Progress(settings.quiet, parallel=executor.capacity())
+
     status, t0 = "FAILED", time.monotonic()
     try:
+        if campaign is None:
+            campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
+            verb = "started"
+        else:
+            verb = "resumed"
+        campaign.acquire()
+    except BaseException:
+        executor.close()
+        raise
+    try:
+        campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k != "tpe"})
+        summary = data.summary()
+        if not settings.quiet:
+            print(
+                f"campaign {settings.name} {verb}: {summary['name']} ({summary['n_train']:,} train / "
+                f"{summary['n_val']:,} validation images), {space.search['algo']} search, seed "
+                f"{space.search['seed']}, {space.search['trials']} trials {executor.describe()}; "
+                f"tracking: {store.where()}",
+                flush=True,
+            )
+        spec = DataSpec(
+            dataset=space.data["dataset"],
+            options={k: v for k, v in space.data.items() if k != "dataset"},
+            cache_dir=str(Path(settings.cache_dir).resolve()),
+            data_dir=str(Path(settings.data_dir).resolve()) if settings.data_dir else None,
+            fingerprint=data.fingerprint,
+        )
+
+        def make_job(trial: int, config: dict) -> Job:
+            seed = trial_seed(space.search["seed"], trial)
+            return Job(
+                str(trial), config, seed, space.constraints, spec, job_device, settings.threads, evaluate_fn
+            )
+
+        interrupts.install()
         state, why = run_campaign(
             campaign,
             compiled,
-            data,
+            executor,
             space.search,
-            limits=space.constraints,
-            device_tag=device_name(device),
+            make_job=make_job,
+            device_tag=device_tag,
             progress=progress,
-            evaluate_fn=evaluate_fn,
             interrupts=interrupts,
         )
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
-        progress.finish(f"interrupted: the current trial is marked KILLED; resume with `{resume}`")
+        progress.finish(f"interrupted: the current trials are marked KILLED; resume with `{resume}`")
         return 130
     finally:
         interrupts.restore()
-        campaign.release(status)
+        executor.close()
+        try:
+            campaign.release(status)
+        except TrackingError:
+            if status != "FAILED":  # else the error that stopped the campaign says it already
+                raise
 
     counts = ", ".join(f"{state.count(o)} {o}" for o in ("ok", "invalid", "failed") if state.count(o))
     lines = [
@@ -147,12 +170,38 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     return 0
 
 
+def make_executor(settings: Settings, data: Data, interrupts: Interrupts) -> tuple[Any, str, str]:
+    """Where the trials run (this process, worker processes, a Dask cluster), the device tag of
+    their runs (a worker's own replaces it when it starts the trial) and the device jobs ask for."""
+    gpu = settings.search["gpu"]
+    if settings.dask:
+        from .cluster import Cluster
+
+        share = 1 / settings.trials_per_gpu if settings.trials_per_gpu else gpu
+        return Cluster(settings.dask, gpu=share, workers=settings.workers), "dask", settings.device
+    device = resolve_device(settings.device)
+    if settings.trials_per_gpu and device.type != "cuda":
+        raise UserError(
+            "--trials-per-gpu packs trials on GPUs, and torch sees none here; use --workers N to run "
+            "trials side by side on the CPU"
+        )
+    if settings.workers is None and settings.trials_per_gpu is None:
+        return Inline(data.to(device), interrupts.should_stop), device_name(device), device.type
+    per_gpu = settings.trials_per_gpu or (max(1, round(1 / gpu)) if gpu else 1)
+    if device.type == "cuda":
+        workers = settings.workers or len(visible_gpus()) * per_gpu
+    else:
+        workers = settings.workers or 1
+    executor = Processes(workers, device=device.type, threads=settings.threads, per_gpu=per_gpu)
+    return executor, f"{device.type} (worker processes)", device.type
+
+
 def _params(settings: Settings, data: Any) -> dict[str, Any]:
     """The campaign's settings as flat MLflow params."""
     space = settings.space
     out: dict[str, Any] = {"space": space.path, "overrides": " ".join(settings.overrides) or "-"}
     # run limits may change on resume, so they are tags (archsearch.trials, ...), not params
-    fixed = {k: v for k, v in space.search.items() if k != "tpe" and f"search.{k}" not in RUN_LIMITS}
+    fixed = {k: v for k, v in space.search.items() if k != "tpe" and f"search.{k}" not in CHANGEABLE}
     out.update({f"search.{k}": v for k, v in fixed.items()})
     out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})
     out.update({f"data.{k}": v for k, v in space.data.items()})

@@ -28,6 +28,9 @@ from .space import Space, SpaceError, load_space, parse_space, read_yaml
 
 # Settings a resumed campaign may change: how long it runs, not what it searches.
 RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold")
+# Settings of how trials run, not what they compute: may change on resume too.
+EXECUTION = ("search.gpu",)
+CHANGEABLE = RUN_LIMITS + EXECUTION
 
 # Run flags and the space key each one sets.
 FLAG_KEYS = {
@@ -59,6 +62,11 @@ class Settings:
     tracking_uri: str | None = None  # --tracking-uri; None: MLFLOW_TRACKING_URI, else SQLite under runs
     data_dir: Path | None = None  # where to look for dataset files before the cache
     quiet: bool = False
+    workers: int | None = None  # --workers: trials at once in worker processes (None: in this process)
+    trials_per_gpu: int | None = None  # --trials-per-gpu
+    dask: str | None = None  # --dask: a Dask scheduler's address
+    threads: int | None = None  # --threads-per-trial: torch CPU threads of each trial
+    patience: float = 300.0  # --tracking-patience: seconds the tracking store may be unreachable
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -79,7 +87,7 @@ class Settings:
 def identity(raw: dict) -> dict:
     """A resolved space without its run limits: what must match to resume a campaign."""
     raw = copy.deepcopy(raw)
-    for key in RUN_LIMITS:
+    for key in CHANGEABLE:
         section, _, leaf = key.partition(".")
         if isinstance(raw.get(section), dict):
             raw[section].pop(leaf, None)

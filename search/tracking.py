@@ -34,6 +34,7 @@ import platform
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -59,6 +60,16 @@ _BATCH = 100  # MLflow takes at most 100 params or tags per log_batch
 _METRICS_PER_BATCH = 1000  # and at most 1,000 metrics
 FLUSH_EVERY = 5.0  # seconds: per-epoch metrics are written at least this often while a trial runs
 PROGRESS_EVERY = 30.0  # seconds: the campaign's best-so-far point is written at least this often
+PATIENCE = 300.0  # seconds a tracking store may stay unreachable before the campaign stops
+BACKOFF = (1.0, 30.0)  # seconds between retries of a call: first, then doubling up to the last
+# MLflow's own retries of an HTTP call (7, for about 4 minutes, by default) would hide the
+# outage from the patience above: fewer and shorter, the driver retries on top of them
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# and no "View run ... at" line per run on a server: the campaign prints where its results are
+_QUIET_DEFAULTS = {
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 class TrackingError(UserError):
@@ -138,6 +149,81 @@ def _now_ms() -> int:
 # ---------------------------------------------------------------- the store
 
 
+def transient(error: BaseException) -> bool:
+    """An error of the connection to the store (worth retrying), not a refusal of the request."""
+    import requests
+    from mlflow.exceptions import RestException
+
+    if isinstance(error, requests.exceptions.RequestException):
+        return isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout))
+    if isinstance(error, RestException):  # the server answered: retry only "come back later"
+        return (
+            error.get_http_status_code() in (502, 503, 504) or error.error_code == "TEMPORARILY_UNAVAILABLE"
+        )
+    if isinstance(error, MlflowException):
+        text = str(error)
+        return text.startswith("API request to") or "database is locked" in text
+    return isinstance(error, ConnectionError)
+
+
+class Patient:
+    """An MlflowClient that waits out a tracking store that is briefly unreachable.
+
+    A call that fails for want of a connection is retried with back-off (1 s, doubling up to
+    30 s) until the store has been unreachable for ``patience`` seconds; then it raises a
+    TrackingError that says so, and later calls fail at once. Requests the store refuses
+    (a bad value, a missing run) raise at once, as MLflow raises them.
+    """
+
+    def __init__(self, client: MlflowClient, uri: str, patience: float = PATIENCE):
+        self.client, self.uri, self.patience = client, uri, patience
+        self.gave_up = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.client, name)
+        if not callable(attr):
+            return attr
+        return functools.partial(self.retry, attr)
+
+    def retry(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        since, delay = None, BACKOFF[0]
+        while True:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as e:
+                if not transient(e):
+                    raise
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                now = time.monotonic()
+                if since is None:
+                    since = now
+                    if not self.gave_up:
+                        print(
+                            f"archsearch: tracking store {self.uri} unreachable ({first}); "
+                            f"retrying for up to {self.patience:g} s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                if self.gave_up or now - since >= self.patience:
+                    self.gave_up = True
+                    raise TrackingError(
+                        f"tracking store {self.uri} was unreachable for {now - since:.0f} s "
+                        f"(patience {self.patience:g} s; last error: {first}); nothing recorded is lost, "
+                        "and trials that were running are run again by --resume"
+                    ) from None
+                time.sleep(min(delay, max(0.0, since + self.patience - now)))
+                delay = min(2 * delay, BACKOFF[1])
+                continue
+            if since is not None:
+                took = time.monotonic() - since
+                print(
+                    f"archsearch: tracking store {self.uri} answers again after {took:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return result
+
+
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
     """Write-ahead logging for SQLite stores: about half the cost of each write, and readers
     (``archsearch status``, the UI) never wait for the driver. Keep the store on a local disk."""
@@ -151,8 +237,9 @@ def _sqlite_pragmas(connection: Any, record: Any) -> None:
 class Store:
     """A tracking store: the SQLite file under ``runs`` by default, or a tracking server."""
 
-    def __init__(self, uri: str, runs: Path):
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    def __init__(self, uri: str, runs: Path, patience: float = PATIENCE):
+        for key, value in (_HTTP_DEFAULTS | _QUIET_DEFAULTS).items():
+            os.environ.setdefault(key, value)
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the store's migration chatter
         logging.getLogger("alembic").setLevel(logging.WARNING)
         self.uri = uri
@@ -162,7 +249,7 @@ class Store:
             self.runs.mkdir(parents=True, exist_ok=True)
             if not event.contains(Engine, "connect", _sqlite_pragmas):
                 event.listen(Engine, "connect", _sqlite_pragmas)
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = Patient(MlflowClient(tracking_uri=uri), uri, patience)
 
     def where(self) -> str:
         return str(self.runs / "mlflow.db") if self.local and self.uri.endswith("mlflow.db") else self.uri
@@ -427,13 +514,17 @@ class TrialRun:
     trials pay one write instead of one per epoch.
     """
 
-    def __init__(self, client: MlflowClient, run: Any, trial: int, name: str, config: dict):
+    def __init__(self, client: Patient, run: Any, trial: int, name: str, config: dict):
         self.client, self.run_id, self.trial, self.name = client, run.info.run_id, trial, name
         self.config = config
-        self.artifacts = get_artifact_repository(run.info.artifact_uri)  # no lookup per file
+        # looked up once, not per file; mlflow-artifacts:/ URIs resolve against the client's server
+        self.artifacts = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.uri)
         self._pending: list[Metric] = []
         self._flushed_at = time.monotonic()
         self._last: dict[str, float] = {}  # the last epoch's metrics, not logged again at the end
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         ts = _now_ms()
@@ -470,7 +561,7 @@ class TrialRun:
                 (Path(tmp) / name).write_text(text, encoding="utf-8")
             if extra.get("state_dict") is not None:
                 torch.save(extra["state_dict"], Path(tmp) / "weights.pt")
-            self.artifacts.log_artifacts(tmp)
+            self.client.retry(self.artifacts.log_artifacts, tmp)
         self.client.set_terminated(self.run_id, STATUS[outcome])
 
 

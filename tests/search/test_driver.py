@@ -109,7 +109,7 @@ def test_progress_on_a_terminal_redraws_a_status_line():
     p = Progress(stream=out)
     p.start(0, 2, None)
     p.trial_start(0, CONFIG)
-    p.epoch(1, 2, {"val_acc": 0.5})
+    p.epoch(0, 1, 2, {"val_acc": 0.5})
     p.trial_end(0, TrialResult("ok", val_acc=0.5), True, {"trial": 0, "val_acc": 0.5, "loss": 0.5})
     text = out.getvalue()
     assert "\r\x1b[K" in text
@@ -122,7 +122,7 @@ def test_progress_off_a_terminal_writes_plain_lines_and_quiet_writes_none():
     p = Progress(stream=out)
     p.start(0, 1, None)
     p.trial_start(0, CONFIG)
-    p.epoch(1, 2, {"val_acc": 0.5})
+    p.epoch(0, 1, 2, {"val_acc": 0.5})
     p.trial_end(0, TrialResult("failed", reason="diverged: nan"), False, None)
     assert out.getvalue() == "t000 [1/1] l1 f8 k3 pmax  0.0s  failed: diverged: nan\n"
     quiet = io.StringIO()

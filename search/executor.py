@@ -1,0 +1,375 @@
+"""Executors: where a campaign's trials run.
+
+The driver hands an executor :class:`Job` s (a trial's config, seed and how to
+load the data) and receives :class:`Event` s back, in the driver's process:
+
+- ``started``: a worker began the job (``where``: host:pid, ``device``);
+- ``epoch``: the metrics of one epoch, while the trial trains;
+- ``done``: the :class:`TrialResult`, weights included;
+- ``lost``: the worker running the job died (killed, out of memory, machine lost). The
+  executor runs the job again in another worker unless the driver cancels it.
+
+Three executors share that protocol:
+
+- :class:`Inline`: the driver's own process, one trial at a time (the default);
+- :class:`Processes`: ``--workers W`` processes on this machine, each pinned to a GPU
+  (round-robin, ``--trials-per-gpu K`` to a GPU) or, on CPU, given its share of the cores;
+- :class:`search.cluster.Cluster`: ``--dask ADDRESS``, the workers of a Dask cluster.
+
+The driver is the only process that writes to MLflow, so a worker needs no access to the
+tracking store, and a worker that dies loses nothing that was recorded. Workers load the
+dataset themselves (once per process) and check that its split is the driver's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import Data, DataError, load_data
+from .errors import UserError
+from .evaluate import TrialResult, evaluate, resolve_device
+
+Handler = Callable[["Event"], None]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How a worker loads the campaign's dataset, and the fingerprint its split must have."""
+
+    dataset: str
+    options: dict  # the space's data block, without ``dataset``
+    cache_dir: str  # absolute
+    data_dir: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """One trial, as a worker receives it."""
+
+    key: str  # the trial number, as text
+    config: dict
+    seed: int
+    limits: Any
+    data: DataSpec
+    device: str = "auto"  # auto | cpu | cuda, resolved on the worker
+    threads: int | None = None  # torch CPU threads of the trial; None: as the worker has them
+    fn: Callable[..., TrialResult] = evaluate  # module level, so that it pickles by reference
+
+
+@dataclass
+class Event:
+    kind: str  # started | epoch | done | lost
+    key: str
+    epoch: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+    result: TrialResult | None = None
+    where: str | None = None  # started: host:pid of the worker
+    device: str | None = None  # started: the device it trains on
+    reason: str | None = None  # lost: what happened
+
+
+# ---------------------------------------------------------------- on the worker's side
+
+_DATA: dict[tuple, Data] = {}  # per process: the dataset of the latest job, on its device
+
+
+def worker_data(spec: DataSpec, device: torch.device) -> Data:
+    """The job's dataset, loaded once per process and checked against the driver's split."""
+    key = (spec.dataset, repr(sorted(spec.options.items())), spec.fingerprint, str(device))
+    if key not in _DATA:
+        cache = Path(spec.cache_dir)
+        if not cache.parent.exists():  # another machine: its own cache
+            cache = Path.home() / ".cache" / "archsearch" / "data"
+        data_dir = Path(spec.data_dir) if spec.data_dir and Path(spec.data_dir).exists() else None
+        data = load_data(spec.dataset, **spec.options, cache_dir=cache, data_dir=data_dir)
+        if data.fingerprint != spec.fingerprint:
+            raise DataError(
+                f"the worker's copy of {spec.dataset} splits differently from the driver's "
+                f"(fingerprint {data.fingerprint} != {spec.fingerprint}): its files differ"
+            )
+        _DATA.clear()  # one dataset per process
+        _DATA[key] = data.to(device)
+    return _DATA[key]
+
+
+def run_job(
+    job: Job,
+    on_epoch: Callable[[int, dict[str, float]], None],
+    should_stop: Callable[[], bool],
+) -> TrialResult:
+    """Run one job where this function is called (a worker process or a Dask worker)."""
+    try:
+        device = resolve_device(job.device)
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        data = worker_data(job.data, device)
+    except (UserError, OSError) as e:
+        return TrialResult("failed", reason=f"the worker on {where()} cannot run trials: {e}")
+    return job.fn(
+        job.config, data, seed=job.seed, limits=job.limits, on_epoch=on_epoch, should_stop=should_stop
+    )
+
+
+def where() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (none: empty)."""
+    if not torch.cuda.is_available():
+        return []
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed:
+        return [g.strip() for g in listed.split(",") if g.strip()][: torch.cuda.device_count()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+# ---------------------------------------------------------------- in the driver's process
+
+
+class Inline:
+    """One trial at a time in the driver's process, on the data the driver loaded."""
+
+    def __init__(self, data: Data, should_stop: Callable[[], bool]):
+        self.data, self.should_stop = data, should_stop
+        self.job: Job | None = None
+
+    def describe(self) -> str:
+        return f"on {self.data.x_train.device} in this process"
+
+    def capacity(self) -> int:
+        return 1
+
+    def submit(self, job: Job) -> None:
+        self.job = job
+
+    def cancel(self, key: str) -> None:
+        self.job = None
+
+    def wait(self, handle: Handler, timeout: float) -> None:
+        """Run the submitted job here, reporting its epochs as they end."""
+        job, self.job = self.job, None
+        if job is None:
+            return
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            handle(Event("epoch", job.key, epoch=epoch, metrics=metrics))
+
+        result = job.fn(
+            job.config,
+            self.data,
+            seed=job.seed,
+            limits=job.limits,
+            on_epoch=on_epoch,
+            should_stop=self.should_stop,
+        )
+        handle(Event("done", job.key, result=result))
+
+    def close(self) -> None:
+        self.job = None
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+@dataclass
+class _Slot:
+    index: int
+    gpu: str | None
+    process: Any = None
+    conn: Any = None
+    job: Job | None = None
+
+
+class Processes:
+    """``workers`` processes on this machine, each running one trial at a time.
+
+    With GPUs, worker i sees only GPU ``gpus[i // per_gpu % len(gpus)]`` (CUDA_VISIBLE_DEVICES),
+    so ``per_gpu`` trials share each GPU; on CPU each worker gets ``threads`` torch threads
+    (the cores divided between the workers). Workers ignore Ctrl-C (the driver decides), die
+    with the driver, and a worker that dies is replaced at once.
+    """
+
+    def __init__(self, workers: int, *, device: str, threads: int | None, per_gpu: int = 1):
+        self.ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
+        gpus = visible_gpus() if device != "cpu" else []
+        self.gpus = gpus
+        self.threads = threads or max(1, cpu_count() // workers)
+        self.slots = [_Slot(i, gpus[i // per_gpu % len(gpus)] if gpus else None) for i in range(workers)]
+        self.closed = False
+        for slot in self.slots:
+            self._spawn(slot)
+
+    def describe(self) -> str:
+        n = len(self.slots)
+        if self.gpus:
+            return f"on {n} worker processes on GPU {', '.join(sorted({s.gpu for s in self.slots}))}"
+        return f"on {n} worker processes, {self.threads} CPU thread{'s' * (self.threads > 1)} each"
+
+    def _spawn(self, slot: _Slot) -> None:
+        ours, theirs = self.ctx.Pipe()
+        slot.process = self.ctx.Process(
+            target=_worker_main,
+            args=(theirs, slot.gpu, self.threads),
+            name=f"archsearch-worker-{slot.index}",
+            daemon=True,
+        )
+        slot.process.start()
+        theirs.close()
+        slot.conn = ours
+
+    def capacity(self) -> int:
+        return len(self.slots)
+
+    def submit(self, job: Job) -> None:
+        slot = next(s for s in self.slots if s.job is None)
+        slot.job = job
+        slot.conn.send_bytes(pickle.dumps(job))
+
+    def cancel(self, key: str) -> None:
+        for slot in self.slots:
+            if slot.job is not None and slot.job.key == key:
+                slot.job = None
+                self._replace(slot)
+
+    def wait(self, handle: Handler, timeout: float) -> None:
+        busy = [s for s in self.slots if s.job is not None]
+        waitables = {s.conn: s for s in busy} | {s.process.sentinel: s for s in busy}
+        for ready in mp.connection.wait(list(waitables), timeout):
+            slot = waitables[ready]
+            if slot.job is None:
+                continue  # ended or cancelled by an earlier event of this round
+            if ready is slot.conn:
+                self._receive(slot, handle, drain=False)  # one message each: no worker starves
+            elif not slot.process.is_alive():
+                self._receive(slot, handle, drain=True)  # what it sent before it died
+                if slot.job is not None:
+                    self._lost(slot, handle)
+
+    def _receive(self, slot: _Slot, handle: Handler, drain: bool) -> None:
+        """Handle the next message of a worker (``drain``: every message it has sent)."""
+        while slot.job is not None:
+            try:
+                if not slot.conn.poll():
+                    return
+                kind, key, payload = pickle.loads(slot.conn.recv_bytes())
+            except (EOFError, OSError):
+                return  # the process is gone; its sentinel says so
+            if kind == "started":
+                handle(Event("started", key, where=payload[0], device=payload[1]))
+            elif kind == "epoch":
+                handle(Event("epoch", key, epoch=payload[0], metrics=payload[1]))
+            else:
+                slot.job = None
+                handle(Event("done", key, result=payload))
+            if not drain:
+                return
+
+    def _lost(self, slot: _Slot, handle: Handler) -> None:
+        job, code, pid = slot.job, slot.process.exitcode, slot.process.pid
+        how = (
+            f"was killed by {signal.Signals(-code).name}" if code and code < 0 else f"exited with code {code}"
+        )
+        self._replace(slot)
+        reason = f"worker process {pid} {how} while running the trial"
+        if code == -signal.SIGKILL:
+            reason += " (out of memory, or killed)"
+        slot.job = job
+        handle(Event("lost", job.key, reason=reason))
+        if slot.job is job:  # not cancelled by the driver: run it again in the new process
+            slot.conn.send_bytes(pickle.dumps(job))
+
+    def _replace(self, slot: _Slot) -> None:
+        _stop(slot.process)
+        slot.conn.close()
+        self._spawn(slot)
+
+    def close(self) -> None:
+        """Stop the workers: idle ones when they read the stop, busy ones at once."""
+        if self.closed:
+            return
+        self.closed = True
+        for slot in self.slots:
+            if slot.job is None and slot.process.is_alive():
+                with contextlib.suppress(OSError):
+                    slot.conn.send_bytes(pickle.dumps(None))
+        for slot in self.slots:
+            if slot.job is not None:
+                _stop(slot.process)
+            slot.process.join(timeout=5)
+            _stop(slot.process)
+            slot.conn.close()
+            slot.job = None
+
+
+def _stop(process: Any) -> None:
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout=5)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
+    """A worker process: run the jobs the driver sends, one at a time, until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the driver acts on it
+    _die_with_parent()
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # read when CUDA starts, which is later
+    torch.set_num_threads(threads)
+    parent = os.getppid()
+    me = where()
+
+    def send(kind: str, key: str, payload: Any) -> None:
+        conn.send_bytes(pickle.dumps((kind, key, payload)))
+
+    while True:
+        try:
+            job = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        send("started", job.key, (me, job.device if job.device != "auto" else _auto_device()))
+        try:
+            result = run_job(
+                job,
+                lambda epoch, metrics, key=job.key: send("epoch", key, (epoch, metrics)),
+                lambda: os.getppid() != parent,
+            )
+        except KeyboardInterrupt:  # the driver is gone
+            return
+        send("done", job.key, result)
+
+
+def _auto_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when the driver dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
