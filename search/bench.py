@@ -5,7 +5,11 @@
   against the evaluator's own time (goal: wall / compute <= 1.05), with where the rest goes;
 - ``evaluator``: ``search.evaluate.evaluate`` against a bare hand-written torch loop training the
   same network on the same tensors (goal: evaluator / bare <= 1.0);
-- ``suggest``: the latency of one TPE (and random) suggestion after 100 and 1,000 recorded trials.
+- ``suggest``: the latency of one TPE (and random) suggestion after 100 and 1,000 recorded trials;
+- ``workers``: trials per hour of real campaigns with ``--workers`` 1 and 2 (one torch thread per
+  trial) on the CPU, and the speedup (goal: 2 workers >= 1.7x one on 2 cores); with ``--device
+  cuda``, with ``--trials-per-gpu`` 1, 2 and 4 on one GPU, and its utilization (nvidia-smi). One
+  campaign per setting, timed whole (worker start-up included), so runs differ by a few percent.
 
 Each prints a table and writes JSON (``runs/bench/WHICH.json`` by default) that says which device
 and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
@@ -23,10 +27,13 @@ import io
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -292,7 +299,7 @@ def bench_overhead(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     env = _environment(device)
-    overrides = [f"search.trials={args.trials}"]
+    overrides = [f"search.trials={args.trials or 20}"]
     if args.epochs:
         overrides.append(f"training.epochs={args.epochs}")
     if args.dataset:
@@ -796,3 +803,495 @@ def bench_suggest(args: argparse.Namespace) -> int:
     )
     _write(results, _out(args))
     return 0
+
+
+# ---------------------------------------------------------------- workers
+
+# `bench workers` on CPU, by default: spaces/quickstart.yaml on 10,000 Fashion-MNIST images, 2 epochs
+# (trials of about 3 to 20 seconds on one thread), random search so that every run trains the same
+# trials: about 110 s with one worker on a 2-core CPU and 55 to 60 s with two, 3 minutes in all.
+# Without Fashion-MNIST: all of digits at 28x28, for about as many training images per trial.
+WORKERS_CPU = {
+    "space": "spaces/quickstart.yaml",
+    "trials": 12,
+    "epochs": 2,
+    "subset": 10000,
+    "digits_epochs": 15,
+}
+# `bench workers --device cuda`: the default space for real campaigns, on all of Fashion-MNIST
+WORKERS_GPU = {"space": "spaces/pinto_cox.yaml", "trials": 16, "epochs": 3}
+# W workers on at least W cores give at least this share of W times the trials per hour of one
+WORKERS_EFFICIENCY = 0.85
+GPU_QUERY = ("nvidia-smi", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits")
+
+
+def parse_gpu_query(text: str) -> list[tuple[float | None, float | None]]:
+    """The lines of ``nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits``
+    as (utilization %, memory used MiB), one per GPU listed. A value nvidia-smi cannot tell
+    (``[N/A]``, ``[Not Supported]``) is None; a line that is not two fields, one of them a number, is
+    left out."""
+    out: list[tuple[float | None, float | None]] = []
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 2:
+            continue
+        values: list[float | None] = []
+        for f in fields:
+            try:
+                values.append(float(f))
+            except ValueError:
+                values.append(None)
+        if values != [None, None]:
+            out.append((values[0], values[1]))
+    return out
+
+
+class GpuSampler:
+    """One GPU's utilization and memory, sampled with nvidia-smi every ``every`` seconds in a
+    background thread between ``start`` and ``stop`` (or over a ``with`` block).
+
+    Never raises for want of nvidia-smi: when it is missing the sampler takes no samples, when
+    it fails the sampler stops (keeping the samples it took), ``error`` says why, and
+    :meth:`summary` has None where no sample gives a number.
+    ``gpu``: nvidia-smi's ``-i`` (an index or UUID); None: the first GPU it lists.
+    """
+
+    def __init__(self, gpu: str | None = None, every: float = 0.5, command: Sequence[str] = GPU_QUERY):
+        self.every = every
+        self.command = [*command, *(["-i", gpu] if gpu is not None else [])]
+        self.samples: list[tuple[float, float | None, float | None]] = []  # (seconds, util %, MiB)
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> GpuSampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        exe = shutil.which(self.command[0])
+        if exe is None:
+            self.error = f"{self.command[0]} not found on PATH"
+            return
+        self.command[0] = exe
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="archsearch-gpu-sampler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while self.sample() and not self._stop.wait(self.every):
+            pass
+
+    def sample(self) -> bool:
+        """Take one sample; False when nvidia-smi fails (the sampler then stops)."""
+        at = time.monotonic() - self._t0
+        try:
+            done = subprocess.run(
+                self.command, capture_output=True, text=True, timeout=max(5.0, 4 * self.every), check=False
+            )
+        except (OSError, subprocess.SubprocessError) as e:
+            self.error = f"{Path(self.command[0]).name}: {e}"
+            return False
+        lines = parse_gpu_query(done.stdout) if done.returncode == 0 else []
+        if not lines:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            self.error = f"{Path(self.command[0]).name} exited with code {done.returncode}" + (
+                f": {said[0][:200]}" if said else ""
+            )
+            return False
+        self.samples.append((at, *lines[0]))
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def summary(self) -> dict:
+        """Mean and max utilization (%), the first and the peak memory used (MiB); None: not known."""
+        util = [u for _, u, _ in self.samples if u is not None]
+        mem = [m for _, _, m in self.samples if m is not None]
+        return {
+            "samples": len(self.samples),
+            "utilization_mean": statistics.fmean(util) if util else None,
+            "utilization_max": max(util) if util else None,
+            "memory_first_mib": mem[0] if mem else None,
+            "memory_peak_mib": max(mem) if mem else None,
+            "sampler_error": self.error,
+        }
+
+
+def _cpu_seconds() -> dict[str, float | None]:
+    """CPU time so far: this process, its reaped children (the workers, once joined), and the
+    whole machine (busy and stolen by the hypervisor, from /proc/stat; None elsewhere)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    out: dict[str, float | None] = {
+        "driver": me.ru_utime + me.ru_stime,
+        "workers": kids.ru_utime + kids.ru_stime,
+        "machine": None,
+        "steal": None,
+    }
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        tick = os.sysconf("SC_CLK_TCK")
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        out["machine"] = (user + nice + system + irq + softirq) / tick
+        out["steal"] = steal / tick
+    return out
+
+
+def _timed_campaign(
+    space_path: str, overrides: list[str], name: str, sampler: GpuSampler | None = None, **run: Any
+) -> dict:
+    """One campaign through ``search.run.launch`` in a fresh runs folder, timed from launch to its
+    return (worker start-up and data loading included), with its trials as MLflow recorded them."""
+    from . import tracking
+    from .run import launch
+    from .settings import resolve
+
+    with tempfile.TemporaryDirectory(prefix="archsearch-bench-") as tmp:
+        runs = Path(tmp) / "runs"
+        settings = resolve(space_path, overrides, name=name, runs=runs, quiet=True, **run)
+        # before the clock: the SQLite store and its schema migrations (seconds, once per store)
+        store = tracking.Store(f"sqlite:///{(runs / 'mlflow.db').resolve()}", runs)
+        store.find(settings.name)
+        load = os.getloadavg()[0]
+        cpu0 = _cpu_seconds()
+        began = time.time()  # MLflow's clock, for the trials' start times
+        start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            if sampler is not None:
+                stack.enter_context(sampler)
+            with contextlib.redirect_stdout(io.StringIO()):  # its summary names a folder about to go
+                code = launch(settings, store)
+        wall = time.perf_counter() - start
+        cpu1 = _cpu_seconds()
+        if code != 0:
+            raise UserError(f"bench workers: campaign {name} ended with exit code {code}")
+        records = store.require(settings.name).trials()
+
+    ended = [r for r in records if r.outcome in ("ok", "invalid", "failed") and r.start_time and r.end_time]
+    if not ended:
+        raise UserError(f"bench workers: campaign {name} ended no trial")
+    ended.sort(key=lambda r: r.start_time)
+    seconds = [r.end_time - r.start_time for r in ended]
+    train = [r.metrics["train_seconds"] for r in ended if r.metrics.get("train_seconds")]
+    # time a trial's run spent outside the evaluator's training: the first trial of each worker
+    # waits for its process to start and load the data; the others show the per-trial overhead
+    workers = run.get("workers") or 1
+    first: list[float] = []
+    rest: list[float] = []
+    for i, r in enumerate(ended):
+        if r.metrics.get("train_seconds") is not None:  # ok trials (an invalid one never trains)
+            (first if i < workers else rest).append(r.end_time - r.start_time - r.metrics["train_seconds"])
+    cpu = {k: (cpu1[k] - cpu0[k]) if cpu0[k] is not None and cpu1[k] is not None else None for k in cpu0}
+    other = None
+    if cpu["machine"] is not None:
+        other = max(0.0, cpu["machine"] - cpu["driver"] - cpu["workers"])
+    outcomes: dict[str, int] = {}
+    for r in ended:
+        outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
+    return {
+        "trials": len(ended),
+        "outcomes": outcomes,
+        "wall_seconds": wall,
+        "trials_per_hour": 3600 * len(ended) / wall,
+        "trial_seconds_mean": statistics.fmean(seconds),
+        "train_seconds_mean": statistics.fmean(train) if train else None,
+        "trial_seconds_sum": sum(seconds),
+        # launch's start to the first trial run's: the driver's data load, the store's campaign
+        "first_trial_after_seconds": ended[0].start_time - began,
+        "first_trials_outside_training_seconds": statistics.fmean(first) if first else None,
+        "other_trials_outside_training_seconds": statistics.median(rest) if rest else None,
+        "per_trial": [
+            {
+                "trial": r.trial,
+                "name": r.name,
+                "outcome": r.outcome,
+                "seconds": r.end_time - r.start_time,
+                "train_seconds": r.metrics.get("train_seconds"),
+                "start_offset_seconds": r.start_time - began,
+            }
+            for r in ended
+        ],
+        "load_average_before": round(load, 2),
+        "cpu_seconds": {
+            "driver": cpu["driver"],
+            "workers": cpu["workers"],
+            "machine": cpu["machine"],
+            "other_processes": other,
+            "steal": cpu["steal"],
+        },
+    }
+
+
+def _workers_overrides(args: argparse.Namespace, defaults: dict, dataset: str | None) -> list[str]:
+    """The benchmark's settings as overrides: trials, epochs, dataset, random search (the same trials
+    in every run), then the user's --set."""
+    overrides = [
+        f"search.trials={args.trials or defaults['trials']}",
+        "search.algo=random",
+    ]
+    builtin_digits = not args.space and "subset" in defaults and dataset == "digits"
+    if args.epochs or not args.space:
+        epochs = args.epochs or defaults["digits_epochs" if builtin_digits else "epochs"]
+        overrides.append(f"training.epochs={epochs}")
+    if dataset:
+        overrides.append(f"data.dataset={dataset}")
+    if args.subset:
+        overrides.append(f"data.subset={args.subset}")
+    elif builtin_digits:  # all of its training images, at the MNIST family's size
+        overrides += ["data.subset=null", "data.input_shape=[1, 28, 28]"]
+    elif not args.space and "subset" in defaults:  # the built-in CPU setting
+        overrides.append(f"data.subset={defaults['subset']}")
+    return overrides + list(args.set or [])
+
+
+def bench_workers(args: argparse.Namespace) -> int:
+    """Trials per hour of a real campaign with 1, 2, ... worker processes (CPU), or with 1, 2, 4
+    trials packed on one GPU (``--device cuda``), and the speedup over the first setting.
+
+    Each setting runs the same campaign (space, seed, random search: the same trials) through
+    ``search.run.launch`` in a fresh temporary runs folder whose SQLite store is created before the
+    clock starts. The wall time is launch's: it includes loading the data, spawning the worker
+    processes (each imports torch and loads the dataset: seconds) and the tail where fewer trials
+    than workers are left, as a real campaign pays them. On CPU every trial gets one torch thread
+    whatever the number of workers, so that the speedup measures running trials side by side.
+    """
+    from .executor import cpu_count, visible_gpus
+    from .settings import resolve
+
+    gpu = args.device == "cuda"
+    env = _environment(_device(args.device))
+    if gpu and args.workers:
+        raise UserError("--workers: with --device cuda, give --trials-per-gpu (trials packed on one GPU)")
+    if not gpu and args.trials_per_gpu:
+        raise UserError("--trials-per-gpu: only with --device cuda; on CPU give --workers")
+    defaults = WORKERS_GPU if gpu else WORKERS_CPU
+    space_path = args.space or defaults["space"]
+    dataset = args.dataset or (None if gpu or args.space else _default_dataset())
+    overrides = _workers_overrides(args, defaults, dataset)
+    levels = list(dict.fromkeys((args.trials_per_gpu or [1, 2, 4]) if gpu else (args.workers or [1, 2])))
+    resolved = resolve(space_path, overrides, name="bench")  # errors in the settings before any run
+    space, epochs = resolved.space, (resolved.raw.get("training") or {}).get("epochs")
+
+    header = (
+        f"bench workers: {space.name} ({space_path}) on {space.data['dataset']}, "
+        f"{space.search['trials']} trials of {epochs} epochs, random search seed "
+        f"{space.search['seed']} (the same trials in every run)"
+        + ("" if gpu else ", 1 torch thread per trial")
+    )
+    print(header, flush=True)
+    campaigns = []
+    for level in levels:
+        if gpu:
+            gpu_id = (visible_gpus() or [None])[0]
+            sampler = GpuSampler(gpu_id, every=0.5)
+            row = _timed_campaign(
+                space_path,
+                overrides,
+                f"bench-workers-gpu{level}",
+                sampler=sampler,
+                device="cuda",
+                workers=level,
+                trials_per_gpu=level,
+            )
+            row = {
+                "trials_per_gpu": level,
+                "workers": level,
+                "gpu": gpu_id,
+                **row,
+                "gpu_usage": sampler.summary(),
+            }
+        else:
+            row = _timed_campaign(
+                space_path, overrides, f"bench-workers-{level}", device="cpu", workers=level, threads=1
+            )
+            row = {"workers": level, "threads_per_trial": 1, **row}
+        # the share of the run's wall time the workers spent in trial runs
+        row["busy"] = row["trial_seconds_sum"] / (level * row["wall_seconds"])
+        campaigns.append(row)
+        print(
+            f"  {'trials per GPU' if gpu else 'workers'} {level}: {row['trials']} trials in "
+            f"{row['wall_seconds']:.1f} s",
+            flush=True,
+        )
+    base, cores = campaigns[0], cpu_count()
+    key = "trials_per_gpu" if gpu else "workers"
+    for row in campaigns:
+        row["speedup"] = row["trials_per_hour"] / base["trials_per_hour"]
+        row["goal"], row["goal_met"] = None, None
+        if not gpu and base[key] < row[key] <= cores:
+            row["goal"] = WORKERS_EFFICIENCY * row[key] / base[key]
+            row["goal_met"] = row["speedup"] >= row["goal"]
+        # where the speedup comes from (exactly, when both ended as many trials): the ratio of
+        # trials at once x the ratio of busy shares (start-up, tail, driver) x how much faster
+        # the same trials ran (contention between trials, or the machine's speed drifting)
+        row["busy_ratio"] = row["busy"] / base["busy"]
+        row["trial_speed_ratio"] = base["trial_seconds_sum"] / row["trial_seconds_sum"]
+        row["train_time_ratio_median"] = _paired_train_ratio(row, base)
+
+    results: dict = {
+        "benchmark": "workers",
+        **env,
+        "mode": "gpu packing" if gpu else "cpu workers",
+        "space": space_path,
+        "dataset": space.data["dataset"],
+        "overrides": overrides,
+        "trials": space.search["trials"],
+        "epochs": epochs,
+        "levels": levels,
+        "threads_per_trial": None if gpu else 1,  # cuda: the executor's default, cores / workers
+        "cores": cores,  # this process may use (the goal is for up to as many workers)
+        "efficiency_goal": None if gpu else WORKERS_EFFICIENCY,
+        "campaigns": campaigns,
+    }
+
+    print(f"  on {_env_line(env)}")
+    if gpu:
+        rows = [
+            (
+                "trials/GPU",
+                "trials",
+                "wall",
+                "trials/hour",
+                "trial s",
+                "busy",
+                "speedup",
+                "GPU util mean",
+                "max",
+                "peak mem",
+            )
+        ]
+        for r in campaigns:
+            u = r["gpu_usage"]
+            known = u["utilization_mean"] is not None
+            rows.append(
+                (
+                    str(r["trials_per_gpu"]),
+                    _trials_text(r),
+                    f"{r['wall_seconds']:.1f} s",
+                    f"{r['trials_per_hour']:.0f}",
+                    f"{r['trial_seconds_mean']:.1f}",
+                    f"{100 * r['busy']:.0f}%",
+                    f"{r['speedup']:.2f}x",
+                    f"{u['utilization_mean']:.0f}%" if known else "n/a",
+                    f"{u['utilization_max']:.0f}%" if u["utilization_max"] is not None else "n/a",
+                    f"{u['memory_peak_mib']:,.0f} MiB" if u["memory_peak_mib"] is not None else "n/a",
+                )
+            )
+        _print_table(rows)
+        _print_startup(campaigns, "trials_per_gpu")
+        errors = {r["gpu_usage"]["sampler_error"] for r in campaigns} - {None}
+        print(
+            "  (trial s: mean of the trial runs' MLflow start to end; GPU: nvidia-smi every 0.5 s over "
+            "the whole run, worker start-up included"
+            + (f"; n/a: {'; '.join(sorted(errors))}" if errors else "")
+            + ")"
+        )
+    else:
+        rows = [
+            (
+                "workers",
+                "trials",
+                "wall",
+                "trials/hour",
+                "speedup",
+                "goal",
+                "trial s",
+                "train s",
+                "x first",
+                "busy",
+                "others/steal",
+            )
+        ]
+        for r in campaigns:
+            other, steal = r["cpu_seconds"]["other_processes"], r["cpu_seconds"]["steal"]
+            goal = "" if r["goal"] is None else f">= {r['goal']:.2f}x {'met' if r['goal_met'] else 'MISSED'}"
+            ratio = r["train_time_ratio_median"]
+            rows.append(
+                (
+                    str(r["workers"]),
+                    _trials_text(r),
+                    f"{r['wall_seconds']:.1f} s",
+                    f"{r['trials_per_hour']:.0f}",
+                    f"{r['speedup']:.2f}x",
+                    goal,
+                    f"{r['trial_seconds_mean']:.2f}",
+                    f"{r['train_seconds_mean']:.2f}" if r["train_seconds_mean"] else "n/a",
+                    f"{ratio:.2f}" if ratio is not None else "n/a",
+                    f"{100 * r['busy']:.0f}%",
+                    f"{other:.1f}/{steal:.1f} s" if other is not None and steal is not None else "n/a",
+                )
+            )
+        _print_table(rows)
+        print(
+            "  (1 torch thread per trial; trial s: mean of the trial runs' MLflow start to end, worker "
+            "start-up included in the first ones; train s: the evaluator's training and validation; "
+            "x first: median over the same trials of train s against the first run's; busy: trial time "
+            "/ (workers x wall); others/steal: CPU seconds taken during the run by other processes of "
+            "this machine and by the hypervisor for other machines: noise)"
+        )
+        _print_startup(campaigns, "workers")
+        judged = [r for r in campaigns if r["goal"] is not None]
+        for r in judged:
+            verdict = "meets" if r["goal_met"] else "misses"
+            print(
+                f"  {r['workers']} workers: {r['speedup']:.2f}x the trials/hour of {base['workers']} "
+                f"({verdict} the goal >= {r['goal']:.2f}x: {WORKERS_EFFICIENCY:.0%} of linear while workers "
+                f"<= {cores} cores) = {r['workers'] / base['workers']:g} at once x {r['busy_ratio']:.2f} "
+                f"busy share x {r['trial_speed_ratio']:.2f} trial speed (the same trials' run time)"
+            )
+        for r in campaigns:
+            stolen = r["cpu_seconds"]["steal"]
+            if stolen is not None and stolen > 0.02 * cores * r["wall_seconds"]:
+                print(
+                    f"  note: with {r['workers']} workers the hypervisor took {stolen:.1f} CPU seconds "
+                    f"({100 * stolen / (cores * r['wall_seconds']):.0f}% of the CPUs) for other machines; "
+                    "the trial speed drifts with it: run again to compare"
+                )
+        if not judged:
+            print(f"  (no goal: it is for more workers than the first setting, up to {cores} cores)")
+    _write(results, _out(args))
+    return 0
+
+
+def _paired_train_ratio(row: dict, base: dict) -> float | None:
+    """The median over the trials both runs trained of train seconds here / in ``base``."""
+    first = {t["trial"]: t["train_seconds"] for t in base["per_trial"] if t["train_seconds"]}
+    ratios = [
+        t["train_seconds"] / first[t["trial"]]
+        for t in row["per_trial"]
+        if t["train_seconds"] and t["trial"] in first
+    ]
+    return statistics.median(ratios) if ratios else None
+
+
+def _print_startup(campaigns: list[dict], key: str) -> None:
+    """One line: the time trial runs spent outside training, the first of each worker and the rest."""
+
+    def seconds(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f} s"
+
+    parts = [
+        f"{r[key]}: {seconds(r['first_trials_outside_training_seconds'])} first, "
+        f"{seconds(r['other_trials_outside_training_seconds'])} others"
+        for r in campaigns
+    ]
+    print(
+        f"  trial run time outside training ({key.replace('_', ' ')}: the first trial of each worker, which "
+        f"waits for its process to start, import torch and load the data; the median of the others): "
+        f"{'; '.join(parts)}"
+    )
+
+
+def _trials_text(row: dict) -> str:
+    bad = {k: v for k, v in row["outcomes"].items() if k != "ok"}
+    return f"{row['trials']}" + (f" ({', '.join(f'{v} {k}' for k, v in bad.items())})" if bad else "")

@@ -8,13 +8,17 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from models import InvalidArchitecture, plan_model
-
-from .compile import CompiledSpace, arch_hash, arch_name, to_json
 from .data import DATASETS
 from .errors import UserError
-from .space import Space, load_space
+
+if TYPE_CHECKING:
+    from .space import Space
+
+# Commands import what they need when they run: the worker processes of `run --workers`,
+# which import this module again (multiprocessing's spawn re-imports the main script),
+# need neither hyperopt nor the space compiler.
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -71,6 +75,11 @@ def input_of(space: Space, shape: tuple[int, int, int] | None, classes: int | No
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
+    from models import InvalidArchitecture, plan_model
+
+    from .compile import CompiledSpace, arch_hash, arch_name, to_json
+    from .space import load_space
+
     space = load_space(args.space)
     shape, classes = input_of(space, args.input, args.classes)
     compiled = CompiledSpace(space)
@@ -343,6 +352,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "overhead": bench.bench_overhead,
         "evaluator": bench.bench_evaluator,
         "suggest": bench.bench_suggest,
+        "workers": bench.bench_workers,
     }[args.which]
     return run(args)
 
@@ -566,19 +576,25 @@ def build_parser() -> argparse.ArgumentParser:
         "to a convolution of the same feature map. 'overhead': a real campaign of short trials "
         "(SQLite store in a temporary folder), its wall time against the evaluator's own time. "
         "'evaluator': the evaluator against a bare torch loop training the same network on the same "
-        "data. 'suggest': the time of one TPE (and random) suggestion after N recorded trials.",
+        "data. 'suggest': the time of one TPE (and random) suggestion after N recorded trials. "
+        "'workers': trials per hour of a real campaign with 1 and 2 worker processes of one thread "
+        "each on the CPU, and the speedup; with --device cuda, with 1, 2 and 4 trials packed on one "
+        "GPU, and the GPU's utilization.",
     )
-    p.add_argument("which", choices=["layers", "overhead", "evaluator", "suggest"], help="the benchmark")
+    p.add_argument(
+        "which", choices=["layers", "overhead", "evaluator", "suggest", "workers"], help="the benchmark"
+    )
     p.add_argument(
         "--space",
         help="space file (default: layers spaces/ht_l3_1st.yaml; overhead a built-in digits space; "
-        "evaluator spaces/quickstart.yaml, its first valid draw; suggest spaces/pinto_cox.yaml)",
+        "evaluator spaces/quickstart.yaml, its first valid draw; suggest spaces/pinto_cox.yaml; workers "
+        "spaces/quickstart.yaml on a 10,000-image subset, with --device cuda spaces/pinto_cox.yaml)",
     )
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="overhead, evaluator, suggest: override a value of the space (repeatable)",
+        help="overhead, evaluator, suggest, workers: override a value of the space (repeatable)",
     )
     p.add_argument(
         "--batch",
@@ -591,26 +607,51 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         help="timed repeats, the median is kept (default: layers 5, evaluator 3, suggest 7)",
     )
-    p.add_argument("--trials", type=_positive_int, default=20, help="overhead: trials (default 20)")
+    p.add_argument(
+        "--trials",
+        type=_positive_int,
+        help="overhead: trials (default 20); workers: trials of each campaign (default 12, cuda 16)",
+    )
     p.add_argument(
         "--epochs",
         type=_positive_int,
         help="overhead: epochs per trial (default: the space's, 2 in the built-in one); evaluator: "
-        "(default 2, digits 100)",
+        "(default 2, digits 100); workers: (default 2, cuda 3; with --space: the space's)",
     )
     p.add_argument(
         "--dataset",
-        help="dataset; overhead: default the space's (digits in the built-in one); evaluator: default "
-        "fashion-mnist where its system copy is installed, else digits",
+        help="dataset; overhead: default the space's (digits in the built-in one); evaluator, workers: "
+        "default fashion-mnist where its system copy is installed, else digits (workers --device "
+        "cuda, or with --space: the space's)",
     )
     p.add_argument(
-        "--subset", type=_positive_int, help="evaluator: training images drawn (default 10000; digits: all)"
+        "--workers",
+        type=_positive_int,
+        nargs="+",
+        metavar="W",
+        help="workers: the numbers of worker processes to compare, the first the baseline (default 1 2)",
+    )
+    p.add_argument(
+        "--trials-per-gpu",
+        type=_positive_int,
+        nargs="+",
+        metavar="K",
+        help="workers --device cuda: the numbers of trials packed on the GPU to compare (default 1 2 4)",
+    )
+    p.add_argument(
+        "--subset",
+        type=_positive_int,
+        help="evaluator, workers: training images drawn (default 10000; digits: all; workers with "
+        "--space or --device cuda: the space's)",
     )
     p.add_argument("--sizes", default="100,1000", help="suggest: history sizes (default 100,1000)")
     p.add_argument("--seed", type=int, default=0, help="evaluator: draw of the space; suggest: losses")
     p.add_argument("--profile", metavar="FILE", help="overhead: also write a cProfile of the campaign")
     p.add_argument(
-        "--device", choices=["cpu", "cuda"], default="cpu", help="layers, overhead, evaluator (default cpu)"
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="layers, overhead, evaluator, workers (default cpu)",
     )
     p.add_argument("--out", help="where to write the JSON results (default runs/bench/WHICH.json)")
     p.set_defaults(func=cmd_bench)

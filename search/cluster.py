@@ -25,7 +25,7 @@ from typing import Any
 
 from .errors import UserError
 from .evaluate import TrialResult, error_line
-from .executor import Event, Handler, Job, run_job, where
+from .executor import Event, Handler, Job, device_of, run_job, where
 
 CONNECT_TIMEOUT = 30  # seconds to reach the scheduler
 CAPACITY_EVERY = 5.0  # seconds between readings of the cluster's size
@@ -176,9 +176,7 @@ def _run_task(job: Job, topic: str) -> TrialResult | None:
         state = worker.state.tasks.get(task)
         return state is None or state.state in ("cancelled", "released", "forgotten")
 
-    from .executor import _auto_device
-
-    send("started", device=job.device if job.device != "auto" else _auto_device())
+    send("started", device=device_of(job))
     try:
         return run_job(
             job,

@@ -1,5 +1,10 @@
 """The driver: an ask/tell loop over hyperopt that runs one campaign, tracked in MLflow.
 
+The loop keeps as many trials in flight as its executor runs at once (one inline, W worker
+processes, the slots of a Dask cluster; see ``executor.py``) and asks for the next trial as
+soon as any ends. It is the only writer to MLflow: it creates each trial's run before the
+trial starts, logs the epochs the workers report, and ends the run with the result.
+
 hyperopt has no ask/tell API; :class:`Search` provides one over its
 internals (``Trials`` docs and ``tpe.suggest``/``rand.suggest``). Each
 suggestion is seeded from the campaign seed and the trial number, so the
@@ -9,8 +14,10 @@ whose history is rebuilt from MLflow, continues exactly where it stopped.
 What TPE learns from: ok trials report ``loss = 1 - val_acc``; invalid and
 failed trials report no loss, which hyperopt's TPE ranks with the worst, so
 regions of invalid architectures stop being proposed. A suggestion that
-repeats a configuration already evaluated is drawn again (up to
-``REDRAWS`` times) so that no budget goes to a known result.
+repeats a configuration already evaluated (or in flight) is drawn again (up
+to ``REDRAWS`` times) so that no budget goes to a known result. Trials in
+flight count, while TPE suggests, as if they had the worst loss seen so far
+(a constant liar), so that parallel workers spread out.
 """
 
 from __future__ import annotations

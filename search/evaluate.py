@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import platform
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -94,6 +95,13 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: torch sees no CUDA device here; use --device cpu or auto")
     return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """How a trial's run names its device: ``cuda:NVIDIA H100 80GB HBM3``, ``cpu:x86_64 x2 threads``."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
 
 
 # ---------------------------------------------------------------- the recipe's parts

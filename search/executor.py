@@ -39,7 +39,7 @@ import torch
 
 from .data import Data, DataError, load_data
 from .errors import UserError
-from .evaluate import TrialResult, evaluate, resolve_device
+from .evaluate import TrialResult, device_name, evaluate, resolve_device
 
 Handler = Callable[["Event"], None]
 
@@ -127,6 +127,14 @@ def where() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def device_of(job: Job) -> str:
+    """The device tag of a job's run, as this worker will train it."""
+    try:
+        return device_name(resolve_device(job.device))
+    except UserError:
+        return job.device  # the trial fails with the reason
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -142,6 +150,13 @@ def visible_gpus() -> list[str]:
     if listed:
         return [g.strip() for g in listed.split(",") if g.strip()][: torch.cuda.device_count()]
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def assign_gpus(workers: int, gpus: list[str], per_gpu: int = 1) -> list[str | None]:
+    """The GPU of each worker: ``per_gpu`` workers to a GPU, round-robin (None: no GPU)."""
+    if not gpus:
+        return [None] * workers
+    return [gpus[i // per_gpu % len(gpus)] for i in range(workers)]
 
 
 # ---------------------------------------------------------------- in the driver's process
@@ -215,16 +230,17 @@ class Processes:
         gpus = visible_gpus() if device != "cpu" else []
         self.gpus = gpus
         self.threads = threads or max(1, cpu_count() // workers)
-        self.slots = [_Slot(i, gpus[i // per_gpu % len(gpus)] if gpus else None) for i in range(workers)]
+        self.slots = [_Slot(i, gpu) for i, gpu in enumerate(assign_gpus(workers, gpus, per_gpu))]
         self.closed = False
         for slot in self.slots:
             self._spawn(slot)
 
     def describe(self) -> str:
         n = len(self.slots)
+        workers = f"{n} worker process{'es' * (n > 1)}"
         if self.gpus:
-            return f"on {n} worker processes on GPU {', '.join(sorted({s.gpu for s in self.slots}))}"
-        return f"on {n} worker processes, {self.threads} CPU thread{'s' * (self.threads > 1)} each"
+            return f"on {workers} on GPU {', '.join(sorted({s.gpu for s in self.slots}))}"
+        return f"on {workers}, {self.threads} CPU thread{'s' * (self.threads > 1)} each"
 
     def _spawn(self, slot: _Slot) -> None:
         ours, theirs = self.ctx.Pipe()
@@ -243,6 +259,8 @@ class Processes:
 
     def submit(self, job: Job) -> None:
         slot = next(s for s in self.slots if s.job is None)
+        if not slot.process.is_alive():  # died while idle
+            self._replace(slot)
         slot.job = job
         slot.conn.send_bytes(pickle.dumps(job))
 
@@ -290,13 +308,12 @@ class Processes:
         how = (
             f"was killed by {signal.Signals(-code).name}" if code and code < 0 else f"exited with code {code}"
         )
-        self._replace(slot)
         reason = f"worker process {pid} {how} while running the trial"
         if code == -signal.SIGKILL:
             reason += " (out of memory, or killed)"
-        slot.job = job
-        handle(Event("lost", job.key, reason=reason))
-        if slot.job is job:  # not cancelled by the driver: run it again in the new process
+        handle(Event("lost", job.key, reason=reason))  # the driver may cancel the job (and replace it)
+        if slot.job is job:  # not cancelled: run it again in a new process
+            self._replace(slot)
             slot.conn.send_bytes(pickle.dumps(job))
 
     def _replace(self, slot: _Slot) -> None:
@@ -351,7 +368,7 @@ def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
             return
         if job is None:
             return
-        send("started", job.key, (me, job.device if job.device != "auto" else _auto_device()))
+        send("started", job.key, (me, device_of(job)))
         try:
             result = run_job(
                 job,
@@ -361,10 +378,6 @@ def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
         except KeyboardInterrupt:  # the driver is gone
             return
         send("done", job.key, result)
-
-
-def _auto_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _die_with_parent() -> None:

@@ -25,10 +25,10 @@ from models import build_model
 from .data import Data
 from .driver import trial_seed
 from .errors import UserError
-from .evaluate import _amp, cpu_state, error_line, resolve_device, seeded, train, validate
+from .evaluate import _amp, cpu_state, device_name, error_line, resolve_device, seeded, train, validate
 from .results import latest_attempts
 from .run import load_campaign
-from .tracking import TAG, Campaign, TrialRecord, device_name
+from .tracking import TAG, Campaign, TrialRecord
 
 
 @dataclass

@@ -21,12 +21,12 @@ from .compile import CompiledSpace
 from .data import Data, load_data
 from .driver import Interrupts, run_campaign, trial_seed
 from .errors import UserError
-from .evaluate import evaluate, resolve_device
+from .evaluate import device_name, evaluate, resolve_device
 from .executor import DataSpec, Inline, Job, Processes, visible_gpus
 from .progress import Progress, duration
 from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
 from .space import Space
-from .tracking import PATIENCE, TAG, Campaign, Store, TrackingError, device_name
+from .tracking import PATIENCE, TAG, Campaign, Store, TrackingError
 
 
 def open_store(runs: Path, tracking_flag: str | None, patience: float = PATIENCE) -> Store:

@@ -119,12 +119,6 @@ def provenance() -> dict[str, str]:
     return tags
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
-
-
 def _params(values: dict[str, Any]) -> list[Param]:
     return [Param(k, _text(v)) for k, v in values.items()]
 

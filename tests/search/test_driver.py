@@ -77,6 +77,29 @@ def test_a_repeat_of_an_evaluated_configuration_is_drawn_again():
     assert second != first
 
 
+def test_trials_in_flight_are_told_as_the_worst_loss_so_far_and_only_while_asking():
+    search = Search(compiled(), {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}})
+    run(search, 30, lr_loss)
+    docs = list(search.trials.trials)
+    best = min(docs, key=lambda d: d["result"]["loss"])
+    in_flight = {100 + i: best["misc"]["vals"] for i in range(6)}  # six workers on the best point
+
+    def distance(asks):
+        return sum(lr_loss(config) for _, config in asks) / len(asks)
+
+    alone = [search.ask(200 + i) for i in range(20)]
+    crowded = [search.ask(200 + i, pending=in_flight) for i in range(20)]
+    assert search.trials.trials == docs  # the lies are gone once the suggestion is made
+    # TPE reads the crowded best point as bad, so it proposes farther from it
+    assert distance(crowded) > distance(alone)
+
+
+def test_trials_in_flight_change_nothing_during_the_random_start_up():
+    search = Search(compiled(), SETTINGS)
+    vals, _ = search.ask(0)
+    assert search.ask(1, pending={0: vals}) == search.ask(1)
+
+
 def test_failed_trials_are_told_without_a_loss():
     search = Search(compiled(), SETTINGS)
     vals, _ = search.ask(0)

@@ -72,6 +72,21 @@ def archsearch(*args: str, runs: Path, tiny: Path) -> list[str]:
 # ---------------------------------------------------------------- worker processes on this machine
 
 
+@pytest.mark.parametrize(
+    ("workers", "gpus", "per_gpu", "expected"),
+    [
+        (4, ["0", "1"], 1, ["0", "1", "0", "1"]),  # round-robin
+        (4, ["0", "1"], 2, ["0", "0", "1", "1"]),  # two trials packed on each GPU
+        (3, ["2", "5"], 1, ["2", "5", "2"]),  # the GPUs CUDA_VISIBLE_DEVICES lists
+        (2, [], 1, [None, None]),  # CPU
+    ],
+)
+def test_workers_take_the_gpus_round_robin(workers, gpus, per_gpu, expected):
+    from search.executor import assign_gpus
+
+    assert assign_gpus(workers, gpus, per_gpu) == expected
+
+
 def test_two_workers_train_two_trials_at_the_same_time(tiny, runs, capsys):
     code = main(
         archsearch("--trials", "4", "--workers", "2", "--set", "training.epochs=12", runs=runs, tiny=tiny)
@@ -176,6 +191,31 @@ def test_a_trial_whose_worker_always_dies_is_failed_after_three_attempts(tiny, r
     last = children[-1].data.tags
     assert last["archsearch.outcome"] == "failed"
     assert "lost 3 times, so not run again" in last["archsearch.reason"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--trials-per-gpu", "2"], "--trials-per-gpu packs trials on GPUs, and torch sees none here"),
+        (["--workers", "0"], "--workers: expected a number >= 1"),
+        (["--tracking-patience", "-5"], "--tracking-patience: expected a number > 0"),
+        (["--dask", "tcp://127.0.0.1:1"], "--dask tcp://127.0.0.1:1: cannot reach a Dask scheduler there"),
+    ],
+)
+def test_bad_parallel_settings_are_one_line_and_write_nothing(
+    tiny, runs, capsys, monkeypatch, flags, message
+):
+    from search import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
+    try:
+        code = main(archsearch(*flags, runs=runs, tiny=tiny))
+    except SystemExit as e:  # argparse refuses the value itself
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert client_for(runs).get_experiment_by_name("tiny") is None
 
 
 # ---------------------------------------------------------------- a Dask cluster on loopback
