@@ -61,6 +61,7 @@ class TrialResult:
     macs: int | None = None  # per image
     device: str = "cpu"
     state_dict: dict[str, torch.Tensor] | None = None  # on the CPU; finished trials only
+    extra: dict[str, float] = field(default_factory=dict)  # metrics of one evaluator (screening: features)
 
     @property
     def loss(self) -> float | None:
@@ -80,6 +81,7 @@ class TrialResult:
             "params": self.params,
             "macs": self.macs,
             "epochs_done": len(self.history),
+            **self.extra,
         }
         return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
 
@@ -276,8 +278,13 @@ def evaluate(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrialResult:
-    """Build, train and validate one config on ``data`` (already on its device)."""
+    """Build, train and validate one config on ``data`` (already on its device); in screening
+    mode (``training.mode: screen``), leave its filters random and fit a linear read-out."""
     arch, recipe = config["architecture"], config["training"]
+    if recipe.get("mode") == "screen":
+        from .screen import screen
+
+        return screen(config, data, seed=seed, limits=limits, on_epoch=on_epoch, should_stop=should_stop)
     device = data.x_train.device
     result = TrialResult("ok", device=str(device))
     try:

@@ -232,6 +232,9 @@ AUGMENTATION = Rec(
 
 TRAINING = Rec(
     {
+        # train: backprop, every recipe setting below; screen: filters stay random, a ridge
+        # read-out is fitted on the features (search/screen.py); the settings below are unused
+        "mode": Enum(("train", "screen"), default="train"),
         "optimizer": OPTIMIZER,
         "lr": _positive(1e-3),  # peak learning rate
         "weight_decay": Num(low=0, default=5e-4),
