@@ -419,9 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--algo", choices=["tpe", "random"], help="search algorithm (search.algo; default tpe)")
     p.add_argument("--seed", type=int, help="campaign seed (search.seed)")
     p.add_argument(
-        "--time-budget", type=float, metavar="SECONDS", help="start no trial after this many seconds"
+        "--time-budget",
+        type=float,
+        metavar="SECONDS",
+        help="campaign seconds: start no trial that would end past them (by the median trial so far)",
     )
     p.add_argument("--loss-threshold", type=float, help="stop once a trial's loss (1 - val_acc) is <= this")
+    p.add_argument(
+        "--trial-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="stop a trial after this long: failed, with the reason timeout (search.trial_timeout)",
+    )
     p.add_argument(
         "--tpe-startup", type=int, metavar="N", help="random trials before TPE (search.tpe.startup_trials)"
     )

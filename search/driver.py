@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,6 +139,8 @@ class State:
     best: dict[str, Any] | None = None  # trial, loss, val_acc, name
     failures_in_row: int = 0
     last_reason: str | None = None  # of the last trial that was not ok
+    compute: float = 0.0  # device-seconds the ended trials trained (or screened) for
+    durations: list[float] = field(default_factory=list)  # wall seconds of the trials this driver ran
 
     def end(self, trial: int, outcome: str, chash: str, loss: float | None, val_acc: Any, name: str) -> bool:
         """Count an ended trial (run now or read back); True when it is the new best."""
@@ -152,6 +155,7 @@ class State:
         """Count a trial this driver ran, and the failures in a row; True when it is the new best."""
         self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
         self.last_reason = result.reason if outcome != "ok" else self.last_reason
+        self.compute += result.train_seconds
         return self.end(trial, outcome, chash, result.loss, result.val_acc, name)
 
     def count(self, outcome: str) -> int:
@@ -163,6 +167,7 @@ def rebuild(campaign: Campaign, search: Search) -> State:
     state = State()
     records = campaign.trials()
     for r in records:
+        state.compute += r.metrics.get("train_seconds", 0.0)
         if r.outcome in ("ok", "invalid", "failed"):
             state.end(r.trial, r.outcome, r.config_hash, r.loss, r.metrics.get("val_acc"), r.name)
             search.tell(r.trial, r.vals, r.loss if r.outcome == "ok" else None)
@@ -211,15 +216,25 @@ def run_campaign(
     state = rebuild(campaign, search)
     budget, threshold, seed = settings["time_budget"], settings["loss_threshold"], settings["seed"]
     start = time.monotonic()
+    enough = f"{settings['trials']} trials ended"
     flights: dict[str, Flight] = {}
     progress.start(len(state.ended), settings["trials"], state.best)
 
     def stop_starting() -> str | None:
         """Why no new trial may start (None: one may)."""
         if len(state.ended) + len(flights) >= settings["trials"]:
-            return f"{settings['trials']} trials ended"
-        if budget is not None and time.monotonic() - start >= budget:
-            return f"time budget of {budget:g} s spent"
+            return enough
+        if budget is not None:
+            left = budget - (time.monotonic() - start)
+            if left <= 0:
+                return f"time budget of {budget:g} s spent"
+            # a trial started now would end past the budget: start none, let those in flight end
+            typical = statistics.median(state.durations) if state.durations else None
+            if typical is not None and left < typical:
+                return (
+                    f"time budget of {budget:g} s: {left:.0f} s left, less than a trial takes "
+                    f"(median {typical:.0f} s), so no new trial started"
+                )
         if threshold is not None and state.best is not None and state.best["loss"] <= threshold:
             return f"loss {state.best['loss']:.4f} <= threshold {threshold:g}"
         return None
@@ -277,6 +292,8 @@ def run_campaign(
 
     def ended(flight: Flight, result: TrialResult) -> None:
         del flights[str(flight.trial)]
+        if result.outcome != "invalid":  # an invalid trial takes no time to say so
+            state.durations.append(time.monotonic() - flight.started)
         flight.run.finish(
             result.outcome,
             result.reason,
@@ -289,10 +306,12 @@ def run_campaign(
             flight.trial, result.outcome, config_hash(flight.config), result, flight.run.name
         )
         best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
+        best["compute_seconds"] = state.compute
         campaign.log_progress(flight.trial, best, len(state.ended), improved=is_best)
         progress.trial_end(flight.trial, result, is_best, state.best)
         plots.after_trial(campaign)
 
+    told = None  # the reason to start no more trials (other than enough), once said
     try:
         while True:
             interrupts.check()
@@ -306,6 +325,9 @@ def run_campaign(
             while why is None and len(flights) < executor.capacity():
                 launch_next()
                 why = stop_starting()
+            if why is not None and flights and why not in (told, enough):
+                progress.note(f"{why}; waiting for the {len(flights)} running")
+                told = why
             if not flights:
                 return plots.finish(campaign, state, why or "nothing left to run")
             executor.wait(handle, timeout=WAIT)

@@ -40,6 +40,7 @@ from .errors import UserError
 
 CHECK_EVERY_CUDA = 20  # steps between finiteness checks on a GPU (each one waits for the GPU)
 EVAL_BATCH = 1024  # images per forward pass when validating
+TIMEOUT = "timeout"  # the reason of a trial stopped by search.trial_timeout (filter on it in MLflow)
 
 
 @dataclass
@@ -88,6 +89,23 @@ class TrialResult:
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+class TrialTimeout(RuntimeError):
+    """The trial ran past its time limit (``search.trial_timeout``)."""
+
+
+def deadline_check(timeout: float | None) -> Callable[[], None]:
+    """A function that raises TrialTimeout once ``timeout`` seconds have passed (None: never)."""
+    if timeout is None:
+        return lambda: None
+    deadline = time.monotonic() + timeout
+
+    def check() -> None:
+        if time.monotonic() > deadline:
+            raise TrialTimeout(f"past the trial timeout of {timeout:g} s")
+
+    return check
 
 
 def resolve_device(name: str) -> torch.device:
@@ -212,12 +230,14 @@ def train(
     data: Data,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    check_time: Callable[[], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` (on the data's device) for ``recipe["epochs"]``; returns the per-epoch history.
 
     Randomness (batch order, augmentation, dropout) comes from the global torch RNG,
     which the caller seeds; raises Diverged on a NaN/inf loss, and KeyboardInterrupt at the
-    first step after ``should_stop()`` turns true (Ctrl-C).
+    first step after ``should_stop()`` turns true (Ctrl-C); ``check_time`` raises TrialTimeout
+    at the step after the trial's time is up.
     """
     device = data.x_train.device
     amp, scaled = _amp(device)
@@ -239,6 +259,8 @@ def train(
         for step in range(steps):
             if should_stop is not None and should_stop():
                 raise KeyboardInterrupt("stopped")
+            if check_time is not None:
+                check_time()
             idx = perm[step * bs : (step + 1) * bs if step < steps - 1 else n]
             x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
             if augmenting:
@@ -277,14 +299,24 @@ def evaluate(
     limits: Limits | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    timeout: float | None = None,
 ) -> TrialResult:
     """Build, train and validate one config on ``data`` (already on its device); in screening
-    mode (``training.mode: screen``), leave its filters random and fit a linear read-out."""
+    mode (``training.mode: screen``), leave its filters random and fit a linear read-out.
+    Past ``timeout`` seconds the trial stops, failed with the reason ``timeout``."""
     arch, recipe = config["architecture"], config["training"]
     if recipe.get("mode") == "screen":
         from .screen import screen
 
-        return screen(config, data, seed=seed, limits=limits, on_epoch=on_epoch, should_stop=should_stop)
+        return screen(
+            config,
+            data,
+            seed=seed,
+            limits=limits,
+            on_epoch=on_epoch,
+            should_stop=should_stop,
+            timeout=timeout,
+        )
     device = data.x_train.device
     result = TrialResult("ok", device=str(device))
     try:
@@ -301,11 +333,13 @@ def evaluate(
             model = model.to(device, memory_format=torch.channels_last)
             t0 = time.perf_counter()
             try:
-                history = train(model, recipe, data, on_epoch, should_stop)
+                history = train(model, recipe, data, on_epoch, should_stop, deadline_check(timeout))
             finally:
                 result.train_seconds = time.perf_counter() - t0
     except Diverged as e:
         result.outcome, result.reason = "failed", str(e)
+    except TrialTimeout:
+        result.outcome, result.reason = "failed", TIMEOUT
     except torch.OutOfMemoryError as e:
         result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
     except Exception as e:  # any other error is this trial's failure, not the campaign's

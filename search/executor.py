@@ -67,6 +67,7 @@ class Job:
     device: str = "auto"  # auto | cpu | cuda, resolved on the worker
     threads: int | None = None  # torch CPU threads of the trial; None: as the worker has them
     fn: Callable[..., TrialResult] = evaluate  # module level, so that it pickles by reference
+    timeout: float | None = None  # seconds the trial may take (search.trial_timeout)
 
 
 @dataclass
@@ -119,7 +120,13 @@ def run_job(
     except (UserError, OSError) as e:
         return TrialResult("failed", reason=f"the worker on {where()} cannot run trials: {e}")
     return job.fn(
-        job.config, data, seed=job.seed, limits=job.limits, on_epoch=on_epoch, should_stop=should_stop
+        job.config,
+        data,
+        seed=job.seed,
+        limits=job.limits,
+        on_epoch=on_epoch,
+        should_stop=should_stop,
+        timeout=job.timeout,
     )
 
 
@@ -197,6 +204,7 @@ class Inline:
             limits=job.limits,
             on_epoch=on_epoch,
             should_stop=self.should_stop,
+            timeout=job.timeout,
         )
         handle(Event("done", job.key, result=result))
 

@@ -94,6 +94,10 @@ class Progress:
             + (f" | ETA {duration(eta)}" if eta is not None else "")
         )
 
+    def note(self, text: str) -> None:
+        """A line about the campaign as a whole (why no more trials start, say)."""
+        self._line(text)
+
     def trial_lost(self, trial: int, reason: str) -> None:
         name, _ = self.running.get(trial, ("", 0.0))
         self._line(f"t{trial:03d} {name}  lost: {reason}; running it again")

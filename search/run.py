@@ -125,7 +125,15 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         def make_job(trial: int, config: dict) -> Job:
             seed = trial_seed(space.search["seed"], trial)
             return Job(
-                str(trial), config, seed, space.constraints, spec, job_device, settings.threads, evaluate_fn
+                str(trial),
+                config,
+                seed,
+                space.constraints,
+                spec,
+                job_device,
+                settings.threads,
+                evaluate_fn,
+                timeout=space.search["trial_timeout"],
             )
 
         interrupts.install()
@@ -156,7 +164,8 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
 
     counts = ", ".join(f"{state.count(o)} {o}" for o in ("ok", "invalid", "failed") if state.count(o))
     lines = [
-        f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}",
+        f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}; "
+        f"compute {duration(state.compute)} of training (device time, all trials)",
     ]
     if state.best:
         b = state.best

@@ -286,6 +286,9 @@ SEARCH = Rec(
         "seed": Num(integer=True, low=0, default=0),  # the suggestion sequence and every trial's seed
         "time_budget": Num(low=0, low_open=True, nullable=True, default=None),  # seconds; null: none
         "loss_threshold": Num(nullable=True, default=None),  # stop once a loss (1 - val_acc) is <= this
+        # seconds one trial may take (training and validation); past it the trial stops and is
+        # recorded as failed with the reason "timeout"; null: no limit
+        "trial_timeout": Num(low=0, low_open=True, nullable=True, default=None),
         # the share of a GPU one trial needs: 0 (default) runs anywhere, 1 asks a Dask cluster for a
         # whole GPU resource per trial, 0.5 lets two trials share one (locally: --trials-per-gpu 2)
         "gpu": Num(low=0, high=1, default=0),

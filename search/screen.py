@@ -29,7 +29,15 @@ from torch import nn
 from models import InvalidArchitecture, Limits, build_model, plan_model
 
 from .data import Data
-from .evaluate import TrialResult, cpu_state, error_line, release_memory
+from .evaluate import (
+    TIMEOUT,
+    TrialResult,
+    TrialTimeout,
+    cpu_state,
+    deadline_check,
+    error_line,
+    release_memory,
+)
 
 SCREEN_BATCH = 256  # images per forward pass when extracting features on a GPU
 SCREEN_BATCH_CPU = 16  # and on a CPU, where large batches only cost memory
@@ -39,13 +47,18 @@ TEMPERATURES = tuple(10.0 ** (k / 10) for k in range(-20, 21))  # 0.01 .. 100
 
 
 @torch.inference_mode()
-def extract(model: nn.Module, x: torch.Tensor, batch: int | None = None) -> torch.Tensor:
-    """The flattened features of the network's body (its head's pooling, no classifier), float32."""
+def extract(
+    model: nn.Module, x: torch.Tensor, batch: int | None = None, check: Callable[[], None] | None = None
+) -> torch.Tensor:
+    """The flattened features of the network's body (its head's pooling, no classifier), float32;
+    ``check`` is called before each batch (to stop on time or on Ctrl-C)."""
     batch = batch or (SCREEN_BATCH if x.device.type == "cuda" else SCREEN_BATCH_CPU)
     model.eval()
     pool = model.head.body[0]  # flatten, or global average / max pooling
     out = []
     for i in range(0, len(x), batch):
+        if check is not None:
+            check()
         out.append(pool(model.features(x[i : i + batch])).flatten(1).float())
     return torch.cat(out) if out else torch.zeros((0, 0), device=x.device)
 
@@ -142,6 +155,7 @@ def screen(
     limits: Limits | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    timeout: float | None = None,
 ) -> TrialResult:
     """Screen one architecture: random filters, features, ridge read-out, validation accuracy.
 
@@ -161,10 +175,15 @@ def screen(
     try:
         model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
         model = model.to(device, memory_format=torch.channels_last)
-        if should_stop is not None and should_stop():
-            raise KeyboardInterrupt("stopped")
-        raw = extract(model, data.x_train)
-        train, val = standardize(raw, extract(model, data.x_val))
+        check_time = deadline_check(timeout)
+
+        def check() -> None:
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt("stopped")
+            check_time()
+
+        raw = extract(model, data.x_train, check=check)
+        train, val = standardize(raw, extract(model, data.x_val, check=check))
         ridge = Ridge(train, data.y_train, data.n_classes)
         lam, loo = ridge.choose()
         w = ridge.weights(lam)
@@ -179,6 +198,8 @@ def screen(
         }
     except InvalidArchitecture as e:
         result.outcome, result.reason = "invalid", str(e)
+    except TrialTimeout:
+        result.outcome, result.reason = "failed", TIMEOUT
     except torch.OutOfMemoryError as e:
         result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
     except KeyboardInterrupt:

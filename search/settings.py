@@ -27,7 +27,7 @@ from .errors import UserError
 from .space import Space, SpaceError, load_space, parse_space, read_yaml
 
 # Settings a resumed campaign may change: how long it runs, not what it searches.
-RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold")
+RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold", "search.trial_timeout")
 # Settings of how trials run, not what they compute: may change on resume too.
 EXECUTION = ("search.gpu",)
 CHANGEABLE = RUN_LIMITS + EXECUTION
@@ -39,6 +39,7 @@ FLAG_KEYS = {
     "seed": "search.seed",
     "time_budget": "search.time_budget",
     "loss_threshold": "search.loss_threshold",
+    "trial_timeout": "search.trial_timeout",
     "tpe_startup": "search.tpe.startup_trials",
     "tpe_gamma": "search.tpe.gamma",
     "tpe_candidates": "search.tpe.candidates",
