@@ -145,6 +145,9 @@ def _run_options(args: argparse.Namespace) -> dict:
         "dask": args.dask,
         "threads": args.threads_per_trial,
         "patience": args.tracking_patience,
+        "warm_start": args.warm_start,
+        "warm_top": args.warm_start_top,
+        "points": args.points,
     }
 
 
@@ -444,6 +447,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="override a value of the space file by its key path, e.g. --set training.epochs=1 (repeatable)",
+    )
+    first = p.add_argument_group("configurations to evaluate before any suggestion, in order")
+    first.add_argument(
+        "--warm-start",
+        metavar="NAME",
+        help="re-evaluate the best trials of the campaign NAME first (its configurations, trained anew)",
+    )
+    first.add_argument(
+        "--warm-start-top",
+        type=_positive_int,
+        default=5,
+        metavar="K",
+        help="how many of its best trials, by validation loss (default 5)",
+    )
+    first.add_argument(
+        "--points",
+        metavar="FILE",
+        help="a YAML or JSON list of configurations ({architecture, training}, as in a trial's "
+        "architecture.json, or `archsearch sample --json` records) to evaluate first",
     )
     where = p.add_argument_group("where trials run (default: one at a time, in this process)")
     where.add_argument(

@@ -97,12 +97,84 @@ def layer_label(index: int) -> str:
     return f"l{index}"
 
 
+class OutsideSpace(ValueError):
+    """A config the space cannot produce (a value out of range, a key it does not have)."""
+
+
+def _label_of(nodes: dict, label: str, node: Node, alt: str) -> str:
+    """The label the compiler gave ``node`` first asked as ``label`` (see _Labels.get)."""
+    while label in nodes and nodes[label][0] != node:
+        label = f"{label}@{alt}"
+    return label
+
+
+def _in_support(d: Dist, v: Any) -> bool:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    if d.integer and v != int(v):
+        return False
+    if d.kind in ("normal", "qnormal"):
+        return True
+    if d.kind in ("lognormal", "qlognormal"):
+        return v > 0
+    low, high = d.args[0], d.args[1]
+    return low - 1e-9 * abs(low) <= v <= high + 1e-9 * abs(high)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, (int, float)) and not isinstance(b, bool):
+        return a == b or math.isclose(a, b, rel_tol=1e-9)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    return a == b
+
+
+def _encode(node: Node, label: str, value: Any, path: str, nodes: dict, out: dict, alt: str = "") -> None:
+    """Fill ``out`` with the assignment {label: value or option index} that gives ``value``."""
+    if isinstance(node, Fixed):
+        if not _same(node.value, value):
+            raise OutsideSpace(f"{path}: {value!r}, where the space fixes {node.value!r}")
+        return
+    if isinstance(node, Block):
+        if not isinstance(value, dict):
+            raise OutsideSpace(f"{path}: expected a mapping, got {value!r}")
+        extra, missing = set(value) - set(node.fields), set(node.fields) - set(value)
+        if extra or missing:
+            what = f"unknown keys {sorted(extra)}" if extra else f"missing keys {sorted(missing)}"
+            raise OutsideSpace(f"{path}: {what}")
+        for k, child in node.fields.items():
+            _encode(child, f"{label}.{k}", value[k], f"{path}.{k}", nodes, out, alt)
+        return
+    lab = _label_of(nodes, label, node, alt)
+    if isinstance(node, Dist):
+        if not _in_support(node, value):
+            raise OutsideSpace(f"{path}: {value!r} is outside {node.kind} {list(node.args)}")
+        out[lab] = value
+        return
+    names, reasons = _alt_names(node), []
+    for i, option in enumerate(node.options):
+        trial: dict = {}
+        try:
+            if isinstance(option, Block):
+                _encode(option, lab, value, path, nodes, trial, names[i])
+            else:
+                _encode(option, f"{lab}@{i}", value, path, nodes, trial)
+        except OutsideSpace as e:
+            reasons.append(str(e))
+            continue
+        out[lab] = i
+        out.update(trial)
+        return
+    raise OutsideSpace(f"{path}: none of the choice's {len(node.options)} options fits ({reasons[0]})")
+
+
 class CompiledSpace:
     """A Space compiled into one hyperopt expression (``expr``), with decoding helpers."""
 
     def __init__(self, space: Space):
         self.space = space
         labels = _Labels()
+        self._nodes = labels.nodes
         layers = [_compile(n, layer_label(i + 1), labels) for i, n in enumerate(space.layers)]
         if len(space.depths) == 1:
             stack = layers[: space.depths[0]]
@@ -136,6 +208,32 @@ class CompiledSpace:
                 value = value[0]
             values[label] = value
         return plain(space_eval(self.expr, values))
+
+    def encode(self, config: dict) -> dict[str, list]:
+        """The hyperopt assignment (misc vals: {label: [value]}, [] where inactive) that decodes to
+        ``config``; OutsideSpace names the first key path the space cannot produce."""
+        if not isinstance(config, dict) or set(config) != {"architecture", "training"}:
+            raise OutsideSpace("expected a mapping with exactly the keys architecture and training")
+        arch, out = config["architecture"], {}
+        if not isinstance(arch, dict) or set(arch) != {"input_norm", "layers", "head"}:
+            raise OutsideSpace("architecture: expected exactly the keys input_norm, layers and head")
+        layers = arch["layers"]
+        if not isinstance(layers, list) or len(layers) not in self.space.depths:
+            got = len(layers) if isinstance(layers, list) else layers
+            raise OutsideSpace(
+                f"architecture.layers: depth {got}, where the space allows {list(self.space.depths)}"
+            )
+        if len(self.space.depths) > 1:
+            out["depth"] = self.space.depths.index(len(layers))
+        _encode(
+            self.space.input_norm, "l0.norm", arch["input_norm"], "architecture.input_norm", self._nodes, out
+        )
+        for i, layer in enumerate(layers):
+            where = f"architecture.layers[{i}]"
+            _encode(self.space.layers[i], layer_label(i + 1), layer, where, self._nodes, out)
+        _encode(self.space.head, "head", arch["head"], "architecture.head", self._nodes, out)
+        _encode(self.space.training, "training", config["training"], "training", self._nodes, out)
+        return {label: [plain(out[label])] if label in out else [] for label in self.labels}
 
 
 def plain(value: Any) -> Any:

@@ -190,6 +190,7 @@ class Flight:
     config: dict
     run: Any  # TrialRun
     started: float = field(default_factory=time.monotonic)
+    source: str | None = None  # --warm-start, --points
 
 
 def run_campaign(
@@ -202,6 +203,7 @@ def run_campaign(
     device_tag: str,
     progress: Any,
     interrupts: Interrupts | None = None,
+    points: list[tuple[dict, dict, str]] = (),
 ) -> tuple[State, str]:
     """Run trials until a stop condition holds; returns the final state and why it stopped.
 
@@ -209,6 +211,10 @@ def run_campaign(
     asking for a new one as soon as any ends. Trials in flight are told to TPE as if they
     had the worst loss seen so far (a constant liar), so that parallel workers do not all
     explore the same neighbourhood; each lie is replaced by the real result when it comes.
+
+    ``points`` (vals, config, source): configurations to evaluate before any suggestion, in
+    order (``--warm-start``, ``--points``); those already evaluated (a resumed campaign) are
+    skipped. They are told to TPE like any trial.
     """
     interrupts = interrupts or Interrupts()
     plots = Plots()
@@ -239,12 +245,29 @@ def run_campaign(
             return f"loss {state.best['loss']:.4f} <= threshold {threshold:g}"
         return None
 
+    given = list(points)  # still to evaluate
+
+    def next_point() -> tuple[dict, dict, str] | None:
+        while given:
+            vals, config, source = given.pop(0)
+            if config_hash(config) not in state.seen | {config_hash(f.config) for f in flights.values()}:
+                return vals, config, source
+        return None
+
     def launch_next() -> None:
-        # a killed trial's configuration first, else a new suggestion
+        # a killed trial's configuration first, then the given points, else a new suggestion
+        tags = {}
+        point = None if state.requeue else next_point()
         if state.requeue:
             killed = state.requeue.pop(0)
             trial, attempt, vals = killed.trial, killed.attempt + 1, killed.vals
             config = compiled.decode(vals)
+            if killed.source:
+                tags[TAG + "source"] = killed.source
+        elif point is not None:
+            trial, attempt = state.next_trial, 1
+            state.next_trial += 1
+            vals, config, tags[TAG + "source"] = point
         else:
             trial, attempt = state.next_trial, 1
             state.next_trial += 1
@@ -252,8 +275,10 @@ def run_campaign(
             avoid = state.seen | {config_hash(f.config) for f in flights.values()}
             vals, config = search.ask(trial, avoid, pending)
         # the child run exists (RUNNING) before the trial starts
-        run = campaign.start_trial(trial, attempt, config, vals, trial_seed(seed, trial), device_tag)
-        flights[str(trial)] = Flight(trial, attempt, vals, config, run)
+        run = campaign.start_trial(
+            trial, attempt, config, vals, trial_seed(seed, trial), device_tag, extra_tags=tags
+        )
+        flights[str(trial)] = Flight(trial, attempt, vals, config, run, source=tags.get(TAG + "source"))
         progress.trial_start(trial, config)
         executor.submit(make_job(trial, config))
 
@@ -288,6 +313,7 @@ def run_campaign(
             flight.vals,
             trial_seed(seed, flight.trial),
             device_tag,
+            extra_tags={TAG + "source": flight.source} if flight.source else None,
         )
 
     def ended(flight: Flight, result: TrialResult) -> None:

@@ -116,6 +116,7 @@ def leaderboard(
         row: dict[str, object] = {"trial": r.trial, "outcome": r.outcome, "name": r.name.partition(" ")[2]}
         row.update({m: r.metrics.get(m) for m in METRICS})
         row.update({k: _value(v) for k, v in sorted(r.params.items())})
+        row["source"] = r.source
         row["reason"] = r.reason
         row["run_id"] = r.run_id
         rows.append(row)
@@ -123,8 +124,8 @@ def leaderboard(
         return pd.DataFrame(columns=["trial", "outcome", "name", *METRICS])
     df = pd.DataFrame(rows)
     head = ["trial", "outcome", "name", *METRICS]
-    params = sorted(c for c in df.columns if c not in (*head, "reason", "run_id"))
-    df = df[[*head, *params, "reason", "run_id"]]  # deeper nets' layers sorted in, not appended
+    params = sorted(c for c in df.columns if c not in (*head, "source", "reason", "run_id"))
+    df = df[[*head, *params, "source", "reason", "run_id"]]  # deeper nets' layers sorted in, not appended
     df = df.sort_values(["val_acc", "trial"], ascending=[False, True], na_position="last", kind="stable")
     if top is not None:
         df = df.head(top)
@@ -136,10 +137,12 @@ def leaderboard(
 def varying(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's key columns and the config columns whose values differ between rows."""
     keep = ["trial", "name", *METRICS]
-    fixed = set(keep) | {"outcome", "reason", "run_id"}
+    fixed = set(keep) | {"outcome", "source", "reason", "run_id"}
     # a setting only some rows have (a layer of the deeper nets) counts when its values differ
     params = [c for c in df.columns if c not in fixed and df[c].astype(str).nunique() > 1]
     cols = [c for c in keep if c in df.columns] + params
+    if "source" in df.columns and df["source"].notna().any():
+        cols.append("source")  # given first: --warm-start, --points
     if (df["outcome"] != "ok").any():
         cols += ["outcome", "reason"]
     view = df[cols].copy()

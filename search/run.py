@@ -17,15 +17,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .compile import CompiledSpace
+from .compile import CompiledSpace, OutsideSpace
 from .data import Data, load_data
 from .driver import Interrupts, run_campaign, trial_seed
 from .errors import UserError
 from .evaluate import device_name, evaluate, resolve_device
 from .executor import DataSpec, Inline, Job, Processes, visible_gpus
 from .progress import Progress, duration
+from .results import latest_attempts
 from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
-from .space import Space
+from .space import Space, SpaceError, read_yaml
 from .tracking import PATIENCE, TAG, Campaign, Store, TrackingError
 
 
@@ -88,6 +89,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     # before creating anything: a missing dataset leaves no empty campaign
     data = space_data(space, settings.cache_dir, settings.data_dir)
     compiled = CompiledSpace(space)
+    points = given_points(settings, store, compiled)
     interrupts = Interrupts()
     executor, device_tag, job_device = make_executor(settings, data, interrupts)
     progress = Progress(settings.quiet, parallel=executor.capacity())
@@ -146,6 +148,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             device_tag=device_tag,
             progress=progress,
             interrupts=interrupts,
+            points=points,
         )
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -177,6 +180,59 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     )
     progress.finish("\n".join(lines))
     return 0
+
+
+def given_points(settings: Settings, store: Store, compiled: CompiledSpace) -> list[tuple[dict, dict, str]]:
+    """(vals, config, source) of the configurations to evaluate first: the best ``warm_top`` trials
+    of the ``--warm-start`` campaign (best validation loss first), then the ``--points`` file's."""
+    found: list[tuple[dict, str]] = []
+    if settings.warm_start:
+        earlier = store.require(settings.warm_start)
+        ok = [r for r in latest_attempts(earlier.trials()) if r.outcome == "ok" and r.loss is not None]
+        if not ok:
+            raise UserError(f"--warm-start {settings.warm_start}: that campaign has no finished trial yet")
+        for r in sorted(ok, key=lambda r: (r.loss, r.trial))[: settings.warm_top]:
+            config = json.loads(earlier.read_text("architecture.json", run_id=r.run_id))
+            found.append((config, f"warm-start {settings.warm_start} t{r.trial:03d}"))
+    if settings.points:
+        found += [
+            (c, f"points {Path(settings.points).name}[{i}]")
+            for i, c in enumerate(read_points(settings.points))
+        ]
+    out = []
+    for config, source in found:
+        try:
+            vals = compiled.encode(config)
+        except OutsideSpace as e:
+            raise UserError(f"{source}: not a configuration of {settings.space.path}: {e}") from None
+        out.append((vals, compiled.decode(vals), source))
+    return out
+
+
+def read_points(path: str) -> list[dict]:
+    """Configurations from a YAML or JSON file: a list of {architecture, training} mappings (a
+    trial's architecture.json, say), or of `archsearch sample --json` records ({arch, training})."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        items = json.loads(text) if path.endswith(".json") else read_yaml(text, path)
+    except OSError as e:
+        raise UserError(f"--points {path}: cannot read it ({e.strerror or e})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"--points {path}: not valid JSON ({e})") from None
+    except SpaceError as e:
+        raise UserError(f"--points {e}") from None
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list) or not items:
+        raise UserError(f"--points {path}: expected a list of configurations (architecture and training)")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, dict) and "arch" in item and "training" in item:  # archsearch sample --json
+            item = {"architecture": item["arch"], "training": item["training"]}
+        if not isinstance(item, dict):
+            raise UserError(f"--points {path}: item {i} is not a mapping")
+        out.append(item)
+    return out
 
 
 def make_executor(settings: Settings, data: Data, interrupts: Interrupts) -> tuple[Any, str, str]:

@@ -68,6 +68,9 @@ class Settings:
     dask: str | None = None  # --dask: a Dask scheduler's address
     threads: int | None = None  # --threads-per-trial: torch CPU threads of each trial
     patience: float = 300.0  # --tracking-patience: seconds the tracking store may be unreachable
+    warm_start: str | None = None  # --warm-start: a campaign whose best trials run first
+    warm_top: int = 5  # --warm-start-top: how many of them
+    points: str | None = None  # --points: a file of configurations to run first
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

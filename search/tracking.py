@@ -332,6 +332,7 @@ class TrialRecord:
     name: str
     start_time: float | None  # seconds since the epoch
     end_time: float | None
+    source: str | None = None  # where a given configuration came from (--warm-start, --points)
 
 
 class Campaign:
@@ -581,4 +582,5 @@ def _record(run: Any) -> TrialRecord:
         name=info.run_name or "",
         start_time=info.start_time / 1000 if info.start_time else None,
         end_time=info.end_time / 1000 if info.end_time else None,
+        source=tags.get(TAG + "source"),
     )
