@@ -977,7 +977,7 @@ def _timed_campaign(
             raise UserError(f"bench workers: campaign {name} ended with exit code {code}")
         records = store.require(settings.name).trials()
 
-    ended = [r for r in records if r.outcome in ("ok", "invalid", "failed") and r.start_time and r.end_time]
+    ended = [r for r in records if r.outcome in tracking.ENDED and r.start_time and r.end_time]
     if not ended:
         raise UserError(f"bench workers: campaign {name} ended no trial")
     ended.sort(key=lambda r: r.start_time)

@@ -429,6 +429,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loss-threshold", type=float, help="stop once a trial's loss (1 - val_acc) is <= this")
     p.add_argument(
+        "--prune",
+        choices=["none", "asha", "median"],
+        help="stop unpromising trials early (search.pruning.rule): successive halving or the median rule",
+    )
+    p.add_argument(
+        "--prune-min-epochs",
+        type=_positive_int,
+        metavar="N",
+        help="no trial stops before epoch N; asha's first rung (search.pruning.min_epochs)",
+    )
+    p.add_argument(
+        "--prune-reduction",
+        type=int,
+        metavar="R",
+        help="asha: about 1 trial in R goes on at each rung (search.pruning.reduction, >= 2)",
+    )
+    p.add_argument(
         "--trial-timeout",
         type=_positive_float,
         metavar="SECONDS",

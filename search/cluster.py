@@ -94,6 +94,10 @@ class Cluster:
         if future is not None:
             future.cancel()
 
+    def stop(self, key: str) -> None:
+        """Stop a trial (pruned): its task ends at its next step."""
+        self.cancel(key)
+
     def wait(self, handle: Handler, timeout: float) -> None:
         try:
             items = [self.inbox.get(timeout=timeout)]

@@ -37,7 +37,8 @@ from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, ran
 from .compile import CompiledSpace, plain
 from .errors import UserError
 from .evaluate import TrialResult, error_line
-from .tracking import PROGRESS_EVERY, TAG, Campaign, TrackingError, TrialRecord, config_hash
+from .prune import Pruner
+from .tracking import ENDED, LEARNED, PROGRESS_EVERY, TAG, Campaign, TrackingError, TrialRecord, config_hash
 
 MAX_FAILURES_IN_ROW = 10
 MAX_ATTEMPTS = 3  # runs of a trial whose worker dies: the first and two retries
@@ -154,7 +155,7 @@ class State:
     def record(self, trial: int, outcome: str, chash: str, result: TrialResult, name: str) -> bool:
         """Count a trial this driver ran, and the failures in a row; True when it is the new best."""
         self.failures_in_row = self.failures_in_row + 1 if outcome == "failed" else 0
-        self.last_reason = result.reason if outcome != "ok" else self.last_reason
+        self.last_reason = result.reason if outcome not in LEARNED else self.last_reason
         self.compute += result.train_seconds
         return self.end(trial, outcome, chash, result.loss, result.val_acc, name)
 
@@ -162,15 +163,18 @@ class State:
         return sum(1 for o in self.ended.values() if o == outcome)
 
 
-def rebuild(campaign: Campaign, search: Search) -> State:
-    """The state of a campaign from its MLflow runs; trials left RUNNING are marked KILLED."""
+def rebuild(campaign: Campaign, search: Search, pruner: Pruner | None = None) -> State:
+    """The state of a campaign from its MLflow runs; trials left RUNNING are marked KILLED.
+    With early stopping on, the pruner gets the epochs of the ended trials back too."""
     state = State()
     records = campaign.trials()
     for r in records:
         state.compute += r.metrics.get("train_seconds", 0.0)
-        if r.outcome in ("ok", "invalid", "failed"):
+        if r.outcome in ENDED:
             state.end(r.trial, r.outcome, r.config_hash, r.loss, r.metrics.get("val_acc"), r.name)
-            search.tell(r.trial, r.vals, r.loss if r.outcome == "ok" else None)
+            search.tell(r.trial, r.vals, r.loss if r.outcome in LEARNED else None)
+            if pruner is not None and pruner.active and r.outcome in LEARNED:
+                pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
     for r in records:
         if r.outcome == "running":  # its driver died (SIGKILL, power loss): nobody will end it
             campaign.mark_killed(r, "the driver stopped while this trial ran")
@@ -191,6 +195,7 @@ class Flight:
     run: Any  # TrialRun
     started: float = field(default_factory=time.monotonic)
     source: str | None = None  # --warm-start, --points
+    history: list[dict[str, float]] = field(default_factory=list)  # the epochs reported so far
 
 
 def run_campaign(
@@ -219,7 +224,8 @@ def run_campaign(
     interrupts = interrupts or Interrupts()
     plots = Plots()
     search = Search(compiled, settings)
-    state = rebuild(campaign, search)
+    pruner = Pruner(settings["pruning"])
+    state = rebuild(campaign, search, pruner)
     budget, threshold, seed = settings["time_budget"], settings["loss_threshold"], settings["seed"]
     start = time.monotonic()
     enough = f"{settings['trials']} trials ended"
@@ -290,7 +296,14 @@ def run_campaign(
             flight.run.set_tags({TAG + "worker": event.where, TAG + "device": event.device})
         elif event.kind == "epoch":
             flight.run.log_epoch(event.epoch, event.metrics)
-            progress.epoch(flight.trial, event.epoch, flight.config["training"]["epochs"], event.metrics)
+            flight.history.append(dict(event.metrics))
+            epochs = flight.config["training"]["epochs"]
+            progress.epoch(flight.trial, event.epoch, epochs, event.metrics)
+            if pruner.active and "val_acc" in event.metrics:
+                why = pruner.report(flight.trial, event.epoch, event.metrics["val_acc"], epochs)
+                if why is not None:
+                    executor.stop(str(flight.trial))
+                    ended(flight, pruned(flight.history, why))
         elif event.kind == "lost":
             lost(flight, event.reason)
         elif event.kind == "done":
@@ -327,7 +340,7 @@ def run_campaign(
             state_dict=result.state_dict,
             traceback=result.traceback,
         )
-        search.tell(flight.trial, flight.vals, result.loss if result.outcome == "ok" else None)
+        search.tell(flight.trial, flight.vals, result.loss if result.outcome in LEARNED else None)
         is_best = state.record(
             flight.trial, result.outcome, config_hash(flight.config), result, flight.run.name
         )
@@ -370,6 +383,23 @@ def run_campaign(
         raise
     finally:
         executor.close()
+
+
+def pruned(history: list[dict[str, float]], why: str) -> TrialResult:
+    """The result of a trial stopped early, from the epochs it reported."""
+    last = history[-1]
+    best = max(range(len(history)), key=lambda i: history[i]["val_acc"])
+    return TrialResult(
+        "pruned",
+        reason=why,
+        val_acc=last["val_acc"],
+        val_loss=last.get("val_loss"),
+        best_val_acc=history[best]["val_acc"],
+        best_val_loss=history[best].get("val_loss"),
+        best_epoch=best + 1,
+        history=history,
+        train_seconds=sum(h.get("epoch_seconds", 0.0) for h in history),
+    )
 
 
 class Plots:

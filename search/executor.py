@@ -175,6 +175,7 @@ class Inline:
     def __init__(self, data: Data, should_stop: Callable[[], bool]):
         self.data, self.should_stop = data, should_stop
         self.job: Job | None = None
+        self.stopping: str | None = None  # the key of a trial told to stop (pruned)
 
     def describe(self) -> str:
         return f"on {self.data.x_train.device} in this process"
@@ -188,24 +189,34 @@ class Inline:
     def cancel(self, key: str) -> None:
         self.job = None
 
+    def stop(self, key: str) -> None:
+        """Stop the running trial at its next step (it ends without a result)."""
+        self.stopping = key
+
     def wait(self, handle: Handler, timeout: float) -> None:
         """Run the submitted job here, reporting its epochs as they end."""
         job, self.job = self.job, None
         if job is None:
             return
+        self.stopping = None
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
             handle(Event("epoch", job.key, epoch=epoch, metrics=metrics))
 
-        result = job.fn(
-            job.config,
-            self.data,
-            seed=job.seed,
-            limits=job.limits,
-            on_epoch=on_epoch,
-            should_stop=self.should_stop,
-            timeout=job.timeout,
-        )
+        try:
+            result = job.fn(
+                job.config,
+                self.data,
+                seed=job.seed,
+                limits=job.limits,
+                on_epoch=on_epoch,
+                should_stop=lambda: self.stopping == job.key or self.should_stop(),
+                timeout=job.timeout,
+            )
+        except KeyboardInterrupt:
+            if self.stopping == job.key and not self.should_stop():
+                return  # stopped by the driver, which has recorded it
+            raise
         handle(Event("done", job.key, result=result))
 
     def close(self) -> None:
@@ -278,6 +289,15 @@ class Processes:
                 slot.job = None
                 self._replace(slot)
 
+    def stop(self, key: str) -> None:
+        """Tell the worker running ``key`` to stop at its next step; the slot takes a job at once
+        (the worker reads it once it has stopped)."""
+        for slot in self.slots:
+            if slot.job is not None and slot.job.key == key:
+                slot.job = None
+                with contextlib.suppress(OSError):
+                    slot.conn.send_bytes(pickle.dumps(("stop", key)))
+
     def wait(self, handle: Handler, timeout: float) -> None:
         busy = [s for s in self.slots if s.job is not None]
         waitables = {s.conn: s for s in busy} | {s.process.sentinel: s for s in busy}
@@ -301,6 +321,8 @@ class Processes:
                 kind, key, payload = pickle.loads(slot.conn.recv_bytes())
             except (EOFError, OSError):
                 return  # the process is gone; its sentinel says so
+            if key != slot.job.key:
+                continue  # the last words of a trial it was told to stop
             if kind == "started":
                 handle(Event("started", key, where=payload[0], device=payload[1]))
             elif kind == "epoch":
@@ -365,26 +387,43 @@ def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
     torch.set_num_threads(threads)
     parent = os.getppid()
     me = where()
+    inbox: list = []  # what the driver sent while a trial ran (the next job)
+    told_to_stop: set[str] = set()
 
     def send(kind: str, key: str, payload: Any) -> None:
         conn.send_bytes(pickle.dumps((kind, key, payload)))
 
+    def should_stop(key: str) -> bool:
+        if os.getppid() != parent:
+            return True
+        while conn.poll():  # a syscall per step: microseconds against milliseconds
+            message = pickle.loads(conn.recv_bytes())
+            if isinstance(message, tuple) and message[0] == "stop":
+                told_to_stop.add(message[1])
+            else:
+                inbox.append(message)
+        return key in told_to_stop
+
     while True:
         try:
-            job = pickle.loads(conn.recv_bytes())
+            job = inbox.pop(0) if inbox else pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             return
         if job is None:
             return
+        if isinstance(job, tuple):  # a stop for a trial that had ended already
+            continue
         send("started", job.key, (me, device_of(job)))
         try:
             result = run_job(
                 job,
                 lambda epoch, metrics, key=job.key: send("epoch", key, (epoch, metrics)),
-                lambda: os.getppid() != parent,
+                lambda key=job.key: should_stop(key),
             )
-        except KeyboardInterrupt:  # the driver is gone
-            return
+        except KeyboardInterrupt:
+            if os.getppid() != parent:
+                return  # the driver is gone
+            continue  # stopped (pruned): the driver has recorded it
         send("done", job.key, result)
 
 

@@ -42,7 +42,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 
 from .errors import UserError
 from .results import METRICS, driver_alive, latest_attempts, leaderboard, varying
-from .tracking import TAG, Campaign, TrialRecord
+from .tracking import ENDED, TAG, Campaign, TrialRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def snapshot(campaign: Campaign) -> Snapshot:
         status=status,
         params=dict(run.data.params),
         planned=int(run.data.tags.get(TAG + "trials", "0") or 0),
-        ended=[r for r in latest if r.outcome in ("ok", "invalid", "failed")],
+        ended=[r for r in latest if r.outcome in ENDED],
         running=sum(1 for r in records if r.outcome == "running"),
         board=leaderboard(records, top=None),
     )

@@ -14,7 +14,7 @@ import time
 import pandas as pd
 
 from .progress import duration
-from .tracking import TAG, Campaign, TrialRecord
+from .tracking import ENDED, TAG, Campaign, TrialRecord
 
 # Metric columns of the leaderboard, in order.
 METRICS = ("val_acc", "best_val_acc", "val_loss", "params", "macs", "train_seconds", "images_per_second")
@@ -26,8 +26,8 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
     tags = run.data.tags
     records = campaign.trials()
     latest = latest_attempts(records)
-    ended = [r for r in latest if r.outcome in ("ok", "invalid", "failed")]
-    by = {o: sum(1 for r in ended if r.outcome == o) for o in ("ok", "invalid", "failed")}
+    ended = [r for r in latest if r.outcome in ENDED]
+    by = {o: sum(1 for r in ended if r.outcome == o) for o in ENDED}
     running = [r for r in records if r.outcome == "running"]
     killed = sum(1 for r in records if r.outcome == "killed")
     total = int(tags.get(TAG + "trials", "0") or 0)
@@ -37,7 +37,7 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
         status = f"STOPPED (its driver is gone; continue with `{resume}`)"
 
     lines = [f"campaign {campaign.name}: {status}"]
-    parts = [f"{by['ok']} ok", f"{by['invalid']} invalid", f"{by['failed']} failed"]
+    parts = [f"{by[o]} {o}" for o in ENDED if o != "pruned" or by[o]]
     lines.append(f"trials: {len(ended)} of {total} ended ({', '.join(parts)}); {len(running)} running")
     if killed:
         pending = {r.trial for r in records if r.outcome == "killed"} - {r.trial for r in ended}
@@ -111,7 +111,7 @@ def leaderboard(
     """The best of a campaign's trials (highest final validation accuracy first) with their config values."""
     rows = []
     for r in latest_attempts(records):
-        if r.outcome != "ok" and not (include_failed and r.outcome in ("invalid", "failed")):
+        if r.outcome != "ok" and not (include_failed and r.outcome in ENDED):
             continue
         row: dict[str, object] = {"trial": r.trial, "outcome": r.outcome, "name": r.name.partition(" ")[2]}
         row.update({m: r.metrics.get(m) for m in METRICS})

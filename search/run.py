@@ -27,7 +27,7 @@ from .progress import Progress, duration
 from .results import latest_attempts
 from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
 from .space import Space, SpaceError, read_yaml
-from .tracking import PATIENCE, TAG, Campaign, Store, TrackingError
+from .tracking import ENDED, PATIENCE, TAG, Campaign, Store, TrackingError
 
 
 def open_store(runs: Path, tracking_flag: str | None, patience: float = PATIENCE) -> Store:
@@ -106,7 +106,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         executor.close()
         raise
     try:
-        campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k != "tpe"})
+        campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k not in ("tpe", "pruning")})
         summary = data.summary()
         if not settings.quiet:
             print(
@@ -165,7 +165,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
 
-    counts = ", ".join(f"{state.count(o)} {o}" for o in ("ok", "invalid", "failed") if state.count(o))
+    counts = ", ".join(f"{state.count(o)} {o}" for o in ENDED if state.count(o))
     lines = [
         f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}; "
         f"compute {duration(state.compute)} of training (device time, all trials)",
@@ -266,9 +266,14 @@ def _params(settings: Settings, data: Any) -> dict[str, Any]:
     space = settings.space
     out: dict[str, Any] = {"space": space.path, "overrides": " ".join(settings.overrides) or "-"}
     # run limits may change on resume, so they are tags (archsearch.trials, ...), not params
-    fixed = {k: v for k, v in space.search.items() if k != "tpe" and f"search.{k}" not in CHANGEABLE}
+    fixed = {
+        k: v
+        for k, v in space.search.items()
+        if k not in ("tpe", "pruning") and f"search.{k}" not in CHANGEABLE
+    }
     out.update({f"search.{k}": v for k, v in fixed.items()})
     out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})
+    out.update({f"search.pruning.{k}": v for k, v in space.search["pruning"].items()})
     out.update({f"data.{k}": v for k, v in space.data.items()})
     out.update({f"constraints.{k}": v for k, v in vars(space.constraints).items()})
     out.update({f"dataset.{k}": v for k, v in data.summary().items() if k != "name"})

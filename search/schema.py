@@ -279,6 +279,15 @@ TPE = Rec(
     }
 )
 
+PRUNING = Rec(
+    {
+        "rule": Enum(("none", "asha", "median"), default="none"),  # early stopping of trials
+        "min_epochs": _int(default=1),  # no trial stops before this epoch (asha: the first rung)
+        "reduction": _int(low=2, default=3),  # asha: about 1 in this many trials goes on at each rung
+        "min_trials": _int(default=5),  # median: trials that reached an epoch before it judges there
+    }
+)
+
 SEARCH = Rec(
     {
         "algo": Enum(("tpe", "random"), default="tpe"),
@@ -293,6 +302,7 @@ SEARCH = Rec(
         # whole GPU resource per trial, 0.5 lets two trials share one (locally: --trials-per-gpu 2)
         "gpu": Num(low=0, high=1, default=0),
         "tpe": TPE,
+        "pruning": PRUNING,
     }
 )
 

@@ -44,6 +44,9 @@ FLAG_KEYS = {
     "tpe_gamma": "search.tpe.gamma",
     "tpe_candidates": "search.tpe.candidates",
     "dataset": "data.dataset",
+    "prune": "search.pruning.rule",
+    "prune_min_epochs": "search.pruning.min_epochs",
+    "prune_reduction": "search.pruning.reduction",
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -54,7 +54,9 @@ from .compile import arch_hash, arch_name, flatten, to_json
 from .errors import UserError
 
 TAG = "archsearch."
-STATUS = {"ok": "FINISHED", "invalid": "FAILED", "failed": "FAILED", "killed": "KILLED"}
+STATUS = {"ok": "FINISHED", "pruned": "FINISHED", "invalid": "FAILED", "failed": "FAILED", "killed": "KILLED"}
+ENDED = ("ok", "pruned", "invalid", "failed")  # outcomes of a trial that is over (not to be run again)
+LEARNED = ("ok", "pruned")  # outcomes whose loss TPE learns from
 STALE_AFTER = 600.0  # seconds without a heartbeat after which another host's driver counts as gone
 _BATCH = 100  # MLflow takes at most 100 params or tags per log_batch
 _METRICS_PER_BATCH = 1000  # and at most 1,000 metrics
@@ -357,6 +359,11 @@ class Campaign:
             except (MlflowException, OSError) as e:
                 raise TrackingError(f"campaign {self.name!r}: cannot read {artifact}: {e}") from None
             return Path(path).read_text(encoding="utf-8")
+
+    def metric_history(self, run_id: str, key: str) -> list[Metric]:
+        """One metric of a run, every step, in order of step."""
+        history = self.store._call("reading a metric", self.client.get_metric_history, run_id, key)
+        return sorted(history, key=lambda m: (m.step, m.timestamp))
 
     def trials(self, kind: str = "trial") -> list[TrialRecord]:
         """Every trial run (``kind`` final: the retrained ones), in order of trial number, then attempt."""
