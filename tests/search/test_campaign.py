@@ -221,7 +221,7 @@ def _cli(*args):
     return [sys.executable, "-m", "search", *args]
 
 
-def _wait_for(predicate, timeout=90.0):
+def _wait_for(predicate, timeout=180.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
