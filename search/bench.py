@@ -1017,6 +1017,8 @@ def _timed_campaign(
                 "outcome": r.outcome,
                 "seconds": r.end_time - r.start_time,
                 "train_seconds": r.metrics.get("train_seconds"),
+                "val_acc": r.metrics.get("val_acc"),
+                "epochs_done": r.metrics.get("epochs_done"),
                 "start_offset_seconds": r.start_time - began,
             }
             for r in ended

@@ -318,33 +318,18 @@ def evaluate(
             timeout=timeout,
         )
     device = data.x_train.device
-    result = TrialResult("ok", device=str(device))
-    try:
-        plan = plan_model(arch, data.input_shape, data.n_classes, limits)
-    except InvalidArchitecture as e:
-        result.outcome, result.reason = "invalid", str(e)
+    result = planned(arch, data, limits)
+    if result.outcome != "ok":
         return result
-    result.params, result.macs = plan.params, plan.macs
-
     model = None
-    try:
-        with seeded(seed, device):
-            model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
-            model = model.to(device, memory_format=torch.channels_last)
-            t0 = time.perf_counter()
-            try:
-                history = train(model, recipe, data, on_epoch, should_stop, deadline_check(timeout))
-            finally:
-                result.train_seconds = time.perf_counter() - t0
-    except Diverged as e:
-        result.outcome, result.reason = "failed", str(e)
-    except TrialTimeout:
-        result.outcome, result.reason = "failed", TIMEOUT
-    except torch.OutOfMemoryError as e:
-        result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
-    except Exception as e:  # any other error is this trial's failure, not the campaign's
-        result.outcome, result.reason = "failed", error_line(e)
-        result.traceback = traceback.format_exc()
+    with failures(result), seeded(seed, device):
+        model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
+        model = model.to(device, memory_format=torch.channels_last)
+        t0 = time.perf_counter()
+        try:
+            history = train(model, recipe, data, on_epoch, should_stop, deadline_check(timeout))
+        finally:
+            result.train_seconds = time.perf_counter() - t0
     if result.outcome != "ok":
         del model
         release_memory(device)
@@ -359,6 +344,36 @@ def evaluate(
     result.images_per_second = len(data.x_train) * len(history) / max(result.train_seconds, 1e-9)
     result.state_dict = cpu_state(model)
     return result
+
+
+def planned(arch: dict, data: Data, limits: Limits | None) -> TrialResult:
+    """A trial's result to fill, with its size from the dry shape pass (or invalid, with why)."""
+    result = TrialResult("ok", device=str(data.x_train.device))
+    try:
+        plan = plan_model(arch, data.input_shape, data.n_classes, limits)
+    except InvalidArchitecture as e:
+        result.outcome, result.reason = "invalid", str(e)
+        return result
+    result.params, result.macs = plan.params, plan.macs
+    return result
+
+
+@contextlib.contextmanager
+def failures(result: TrialResult) -> Iterator[None]:
+    """Errors of a trial's work, recorded in ``result`` as its outcome (Ctrl-C passes through)."""
+    try:
+        yield
+    except InvalidArchitecture as e:  # found late (screening's read-out)
+        result.outcome, result.reason = "invalid", str(e)
+    except Diverged as e:
+        result.outcome, result.reason = "failed", str(e)
+    except TrialTimeout:
+        result.outcome, result.reason = "failed", TIMEOUT
+    except torch.OutOfMemoryError as e:
+        result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
+    except Exception as e:  # any other error is this trial's failure, not the campaign's
+        result.outcome, result.reason = "failed", error_line(e)
+        result.traceback = traceback.format_exc()
 
 
 @contextlib.contextmanager

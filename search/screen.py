@@ -19,25 +19,16 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import InvalidArchitecture, Limits, build_model, plan_model
+from models import InvalidArchitecture, Limits, build_model
 
 from .data import Data
-from .evaluate import (
-    TIMEOUT,
-    TrialResult,
-    TrialTimeout,
-    cpu_state,
-    deadline_check,
-    error_line,
-    release_memory,
-)
+from .evaluate import TrialResult, cpu_state, deadline_check, failures, planned, release_memory
 
 SCREEN_BATCH = 256  # images per forward pass when extracting features on a GPU
 SCREEN_BATCH_CPU = 16  # and on a CPU, where large batches only cost memory
@@ -164,15 +155,11 @@ def screen(
     predicts as the screening did."""
     arch = config["architecture"]
     device = data.x_train.device
-    result = TrialResult("ok", device=str(device))
-    try:
-        plan = plan_model(arch, data.input_shape, data.n_classes, limits)
-    except InvalidArchitecture as e:
-        result.outcome, result.reason = "invalid", str(e)
+    result = planned(arch, data, limits)
+    if result.outcome != "ok":
         return result
-    result.params, result.macs = plan.params, plan.macs
     t0 = time.perf_counter()
-    try:
+    with failures(result):
         model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
         model = model.to(device, memory_format=torch.channels_last)
         check_time = deadline_check(timeout)
@@ -196,17 +183,6 @@ def screen(
             "val_loss": float(F.cross_entropy(val_scores / temp, data.y_val)),
             "loo_acc": float((loo.argmax(1) == data.y_train).double().mean()),
         }
-    except InvalidArchitecture as e:
-        result.outcome, result.reason = "invalid", str(e)
-    except TrialTimeout:
-        result.outcome, result.reason = "failed", TIMEOUT
-    except torch.OutOfMemoryError as e:
-        result.outcome, result.reason = "failed", f"out of memory: {str(e).splitlines()[0][:200]}"
-    except KeyboardInterrupt:
-        raise
-    except Exception as e:  # this trial's failure, not the campaign's
-        result.outcome, result.reason = "failed", error_line(e)
-        result.traceback = traceback.format_exc()
     result.train_seconds = time.perf_counter() - t0
     if result.outcome != "ok":
         release_memory(device)

@@ -128,19 +128,20 @@ def test_one_worker_gives_exactly_the_trials_of_a_serial_run(tiny, runs, capsys)
     assert one == serial  # same suggestions in the same order, and the same metrics
 
 
-def test_a_worker_process_killed_mid_trial_is_replaced_and_the_trial_run_again(tiny, runs, tmp_path):
+def spawn(args: list[str], cwd: Path) -> subprocess.Popen:
+    """``archsearch ARGS`` in a process of its own, its output kept."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = archsearch("--trials", "4", "--workers", "2", "--set", "training.epochs=60", runs=runs, tiny=tiny)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    command = [sys.executable, "-m", "search", *args]
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def test_a_worker_process_killed_mid_trial_is_replaced_and_the_trial_run_again(tiny, runs, tmp_path):
+    args = archsearch("--trials", "4", "--workers", "2", "--set", "training.epochs=60", runs=runs, tiny=tiny)
+    proc = spawn(args, tmp_path)
     try:
-        victim = wait_until(lambda: _running_worker(runs, "tiny"), 120, "a trial running on a worker", proc)
+        victim = wait_until(lambda: _running_worker(runs, "tiny"), 180, "a trial running on a worker", proc)
         os.kill(victim[1], signal.SIGKILL)
         out, _ = proc.communicate(timeout=300)
     finally:
@@ -254,18 +255,10 @@ def dask_cluster(tmp_path):
 
 
 def test_a_dask_campaign_survives_a_worker_killed_mid_trial(tiny, runs, tmp_path, dask_cluster):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = archsearch(
         "--trials", "6", "--dask", dask_cluster, "--set", "training.epochs=60", runs=runs, tiny=tiny
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "search", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = spawn(args, tmp_path)
     try:
         victim = wait_until(
             lambda: _running_worker(runs, "tiny"), 180, "a trial running on a Dask worker", proc
