@@ -9,7 +9,21 @@
 - ``workers``: trials per hour of real campaigns with ``--workers`` 1 and 2 (one torch thread per
   trial) on the CPU, and the speedup (goal: 2 workers >= 1.7x one on 2 cores); with ``--device
   cuda``, with ``--trials-per-gpu`` 1, 2 and 4 on one GPU, and its utilization (nvidia-smi). One
-  campaign per setting, timed whole (worker start-up included), so runs differ by a few percent.
+  campaign per setting, timed whole (worker start-up included), so runs differ by a few percent;
+- ``search``: search efficiency, in parts (``--parts``, default ``tpe,pruning``: about 4 minutes on
+  a 2-core CPU). ``tpe``: TPE against random search, one campaign per seed each (``--seeds``, 5) of
+  ``--trials`` (40) screened trials (quickstart on 1,500 Fashion-MNIST images, else digits): the
+  median number of trials to a target validation accuracy (``--target``; by default the 0.95
+  quantile of every trial's, pooled over both algorithms; a seed that never reaches it counts as
+  N + 1) and the median best after N trials (goal: TPE / random <= 0.6 in trials to the target).
+  ``pruning``: the same TPE campaigns trained (quickstart on digits, 9 epochs, 30 trials) with ASHA
+  early stopping and without: the training seconds to a target and the best accuracy (goal: at most
+  half the training time, the best within 0.003). ``screen``: models screened per hour of
+  HT-L3-1st on 2,000 images of 200x200 (1,600 to fit, 400 to score; about a minute a model on 2
+  CPU cores), against the 2011 reference of about 15,000 models in a week of GPU time (89 an
+  hour). Every
+  campaign runs its trials in this process (no workers), so that the results do not depend on
+  timing, and the JSON keeps every seed's numbers.
 
 Each prints a table and writes JSON (``runs/bench/WHICH.json`` by default) that says which device
 and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
@@ -1297,3 +1311,579 @@ def _print_startup(campaigns: list[dict], key: str) -> None:
 def _trials_text(row: dict) -> str:
     bad = {k: v for k, v in row["outcomes"].items() if k != "ok"}
     return f"{row['trials']}" + (f" ({', '.join(f'{v} {k}' for k, v in bad.items())})" if bad else "")
+
+
+# ---------------------------------------------------------------- search
+
+# `bench search`, part "tpe": TPE against random search on a cheap setting: screening (random
+# filters and a ridge read-out, no backprop) of spaces/quickstart.yaml on 1,500 Fashion-MNIST images
+# as stored (28x28), 1,000 to fit the read-out and 500 to score it: about half a second a trial on
+# two CPU cores, 2 to 3 minutes for 2 x 5 campaigns of 40 trials. Screened digits are too easy to tell
+# the algorithms apart (most models score 0.98 to 0.99 on 400 images: random search reaches the top
+# in about as many trials as TPE's random start-up); without Fashion-MNIST they are the fallback.
+SEARCH_TPE = {
+    "space": "spaces/quickstart.yaml",
+    "dataset": None,  # fashion-mnist where its system copy is installed, else digits
+    "trials": 40,
+    "startup_trials": 10,
+    "overrides": ["training.mode=screen"],
+}
+# part "pruning": the same TPE campaigns, trained 9 epochs on digits as stored (8x8), with ASHA
+# (rungs at epochs 1 and 3: about one trial in 3 goes on past epoch 1, one in 9 past epoch 3) and
+# without early stopping: under a second a trial, about 2 minutes in all
+SEARCH_PRUNING = {
+    "space": "spaces/quickstart.yaml",
+    "dataset": "digits",
+    "trials": 30,
+    "epochs": 9,
+    "startup_trials": 10,
+    "overrides": ["search.pruning.min_epochs=1", "search.pruning.reduction=3"],
+}
+# per dataset: (images drawn, held out of them to score each trial), as data.subset and
+# data.validation; digits: all 1,438 training images, 400 to score (finer steps of accuracy than
+# its default 144, and finer than the 0.003 the pruning goal tolerates)
+SEARCH_DATA: dict[str, tuple[int | None, int]] = {"fashion-mnist": (1500, 500), "digits": (None, 400)}
+# part "screen": FG11's screening setting (Pinto & Cox 2011): HT-L3-1st-sized models on 2,000
+# images of 200x200, 1,600 to fit the read-out and 400 to score it
+SEARCH_SCREEN = {"space": "spaces/ht_l3_1st.yaml", "images": 2000, "models": 2}
+SEARCH_PARTS = ("tpe", "pruning", "screen")
+SEARCH_DEFAULT_PARTS = "tpe,pruning"
+TARGET_QUANTILE = 0.95  # the automatic target: this quantile of every trial's val_acc, pooled
+TPE_GOAL = 0.6  # median trials to the target, TPE / random, at most
+PRUNING_COMPUTE_GOAL = 0.5  # median compute to the target, with early stopping / without, at most
+PRUNING_ACCURACY_TOLERANCE = 0.003  # median best val_acc with early stopping >= without minus this
+# FG11 (Pinto & Cox 2011): about 15,000 models screened in a week of GPU time
+FG11_MODELS = 15000
+FG11_MODELS_PER_HOUR = FG11_MODELS / (7 * 24)
+
+
+def trials_to_target(accuracies: Sequence[float | None], target: float) -> int | None:
+    """How many trials, in trial order, a campaign ran up to and including the first whose val_acc
+    reaches ``target`` (>=); None when none does. Trials without an accuracy (invalid, failed,
+    stopped early) count as trials that did not reach it."""
+    for i, acc in enumerate(accuracies):
+        if acc is not None and acc >= target - 1e-9:
+            return i + 1
+    return None
+
+
+def best_after(accuracies: Sequence[float | None], n: int) -> float | None:
+    """The best val_acc among the first ``n`` trials; None when none of them has one."""
+    known = [a for a in accuracies[:n] if a is not None]
+    return max(known) if known else None
+
+
+def choose_target(accuracies: Sequence[float | None], quantile: float = TARGET_QUANTILE) -> float:
+    """The ``quantile`` of the accuracies given (those that are not None), by nearest rank: the
+    smallest value with at least that share of the values at or below it, so that at least
+    ``1 - quantile`` of them reach it (more when several are equal to it)."""
+    import math
+
+    values = sorted(a for a in accuracies if a is not None)
+    if not values:
+        raise UserError("bench search: no trial gave an accuracy to choose a target from")
+    if not 0 < quantile < 1:
+        raise UserError(f"--target-quantile: expected a number between 0 and 1, got {quantile}")
+    return values[max(0, math.ceil(quantile * len(values)) - 1)]
+
+
+def median_or_none(values: Sequence[float | None]) -> float | None:
+    """The median, where None stands for "never" (larger than any number); None when the median
+    itself is never."""
+    import math
+
+    ranked = [math.inf if v is None else v for v in values]
+    if not ranked:
+        return None
+    m = statistics.median(ranked)
+    return None if math.isinf(m) else m
+
+
+def _search_parts(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in parts if p not in SEARCH_PARTS]
+    if not parts or unknown:
+        raise UserError(
+            f"--parts: expected a comma-separated list of {', '.join(SEARCH_PARTS)}, got {text!r}"
+        )
+    return list(dict.fromkeys(parts))
+
+
+def _fraction(value: float | None, option: str) -> float | None:
+    if value is not None and not 0 < value <= 1:
+        raise UserError(f"{option}: expected a validation accuracy in (0, 1], got {value:g}")
+    return value
+
+
+def _search_overrides(args: argparse.Namespace, defaults: dict, seed: int, extra: list[str]) -> list[str]:
+    """A campaign of part tpe or pruning: the benchmark's settings, then the user's --set."""
+    dataset = args.dataset or (None if args.space else defaults["dataset"] or _default_dataset())
+    overrides = [
+        f"search.trials={args.trials or defaults['trials']}",
+        f"search.seed={seed}",
+        f"search.tpe.startup_trials={defaults['startup_trials']}",
+    ]
+    if dataset:
+        overrides.append(f"data.dataset={dataset}")
+    if dataset in SEARCH_DATA:
+        subset, validation = SEARCH_DATA[dataset]
+        overrides += [f"data.subset={'null' if subset is None else subset}", f"data.validation={validation}"]
+    return overrides + defaults["overrides"] + extra + list(args.set or [])
+
+
+def _search_campaign(space_path: str, overrides: list[str], name: str, device: str) -> dict:
+    """One campaign of `bench search` (inline, in a fresh runs folder): its trials in trial order,
+    each trial's final val_acc (None unless it ended ok: stopped early, invalid or failed
+    trials have no finished model), the seconds and epochs it trained."""
+    row = _timed_campaign(space_path, overrides, name, device=device)
+    trials = sorted(row["per_trial"], key=lambda t: t["trial"])
+    return {
+        "wall_seconds": row["wall_seconds"],
+        "outcomes": row["outcomes"],
+        "outcome": [t["outcome"] for t in trials],
+        "val_acc": [t["val_acc"] if t["outcome"] == "ok" else None for t in trials],
+        "train_seconds": [t["train_seconds"] or 0.0 for t in trials],
+        "epochs": [int(t["epochs_done"] or 0) for t in trials],
+    }
+
+
+def _seeds_text(values: Sequence[Any], fmt: Callable[[Any], str]) -> str:
+    return " ".join(fmt(v) for v in values)
+
+
+def _acc(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict:
+    """Part tpe: TPE and random search, one campaign per seed each; trials to the target."""
+    space_path = args.space or SEARCH_TPE["space"]
+    n = args.trials or SEARCH_TPE["trials"]
+    started = time.perf_counter()
+    runs: dict[str, list[dict]] = {"tpe": [], "random": []}
+    settings = _search_header(  # errors in the settings before any run
+        "part 1, TPE against random search",
+        space_path,
+        _search_overrides(args, SEARCH_TPE, seeds[0], ["search.algo=tpe"]),
+        seeds,
+    )
+    for seed in seeds:
+        for algo in ("tpe", "random"):
+            overrides = _search_overrides(args, SEARCH_TPE, seed, [f"search.algo={algo}"])
+            r = _search_campaign(space_path, overrides, f"bench-search-{algo}-{seed}", device)
+            runs[algo].append({"seed": seed, "overrides": overrides, **r})
+            trained = sum(r["train_seconds"])
+            print(
+                f"  {algo} seed {seed}: {len(r['val_acc'])} trials in {r['wall_seconds']:.1f} s "
+                f"({trained:.1f} s screening or training), best val_acc {_acc(best_after(r['val_acc'], n))}",
+                flush=True,
+            )
+
+    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
+    quantile = args.target_quantile or TARGET_QUANTILE
+    given = _fraction(args.target, "--target")
+    target = given if given is not None else choose_target(pooled, quantile)
+    rule = (
+        "given (--target)"
+        if given is not None
+        else f"auto: the {quantile:g} quantile (nearest rank) of all {sum(a is not None for a in pooled)} "
+        f"trials' val_acc pooled over every run of both algorithms"
+    )
+    medians_trials, medians_best, reached = {}, {}, {}
+    for algo, rows in runs.items():
+        for r in rows:
+            k = trials_to_target(r["val_acc"], target)
+            r["reached"] = k is not None
+            r["trials_to_target"] = k if k is not None else n + 1  # not reached: counted as N + 1
+            r["best_after_n"] = best_after(r["val_acc"], n)
+        medians_trials[algo] = statistics.median(r["trials_to_target"] for r in rows)
+        known = [r["best_after_n"] for r in rows if r["best_after_n"] is not None]
+        medians_best[algo] = statistics.median(known) if known else None
+        reached[algo] = sum(r["reached"] for r in rows)
+    checkpoints = sorted({*range(10, n, 10), n})
+    curve = {
+        str(k): {
+            algo: statistics.median(b for r in rows if (b := best_after(r["val_acc"], k)) is not None)
+            if any(best_after(r["val_acc"], k) is not None for r in rows)
+            else None
+            for algo, rows in runs.items()
+        }
+        for k in checkpoints
+    }
+    ratio = medians_trials["tpe"] / medians_trials["random"]
+    out = {
+        "space": space_path,
+        "dataset": settings.space.data["dataset"],
+        "trials": n,
+        "seeds": seeds,
+        "startup_trials": settings.space.search["tpe"]["startup_trials"],
+        "target": target,
+        "target_rule": rule,
+        "target_quantile": None if given is not None else quantile,
+        "not_reached_counts_as": n + 1,
+        "runs": runs,
+        "reached": reached,
+        "median_trials_to_target": medians_trials,
+        "median_best_after_n": medians_best,
+        "median_best_after": curve,
+        "ratio": ratio,
+        "goal": TPE_GOAL,
+        "goal_met": ratio <= TPE_GOAL,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+    print(f"  target val_acc {target:.4f}: {rule}")
+    seeds_label = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    rows_ = [
+        (
+            "algorithm",
+            f"trials to target, {seeds_label}",
+            "median",
+            "reached",
+            f"best val_acc after {n} trials, {seeds_label}",
+            "median",
+        )
+    ]
+    for algo, rows in runs.items():
+        rows_.append(
+            (
+                algo,
+                _seeds_text(rows, lambda r: f"{r['trials_to_target']}" + ("" if r["reached"] else "*")),
+                f"{medians_trials[algo]:g}",
+                f"{reached[algo]}/{len(rows)}",
+                _seeds_text(rows, lambda r: _acc(r["best_after_n"])),
+                _acc(medians_best[algo]),
+            )
+        )
+    _print_table(rows_)
+    print(
+        f"  (*: the target not reached in {n} trials, counted as {n + 1}; trials counted in trial order, "
+        "an invalid or failed one included)"
+    )
+    print(
+        "  median best val_acc, TPE / random, after "
+        + "; ".join(f"{k} trials {_acc(v['tpe'])} / {_acc(v['random'])}" for k, v in curve.items())
+    )
+    verdict = "meets" if out["goal_met"] else "misses"
+    print(
+        f"  TPE / random, median trials to the target: {medians_trials['tpe']:g} / "
+        f"{medians_trials['random']:g} = {ratio:.2f} ({verdict} the goal <= {TPE_GOAL}); wall "
+        f"{out['wall_seconds']:.0f} s",
+        flush=True,
+    )
+    return out
+
+
+def _search_header(title: str, space_path: str, overrides: list[str], seeds: list[int]) -> Any:
+    from .settings import resolve
+
+    settings = resolve(space_path, overrides, name="bench")
+    space = settings.space
+    training = settings.raw.get("training") or {}
+    mode = training.get("mode", "train")
+    what = "screened" if mode == "screen" else f"trained {training.get('epochs')} epochs"
+    shape, subset = space.data.get("input_shape"), space.data.get("subset")
+    size = f" at {'x'.join(map(str, shape))}" if shape else ""
+    print(
+        f"bench search, {title}: {space.name} ({space_path}) {what} on {space.data['dataset']}, "
+        f"{'all' if subset is None else f'{subset:,}'} training images "
+        f"({space.data['validation']:g} held out to score){size}, {space.search['trials']} "
+        f"trials per campaign, {len(seeds)} seeds, TPE startup {space.search['tpe']['startup_trials']} "
+        f"trials; overrides: {' '.join(overrides)}",
+        flush=True,
+    )
+    return settings
+
+
+def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> dict:
+    """Part pruning: the same TPE campaigns, trained, with ASHA and without early stopping."""
+    space_path = args.space or SEARCH_PRUNING["space"]
+    n = args.trials or SEARCH_PRUNING["trials"]
+    epochs = args.epochs or (None if args.space else SEARCH_PRUNING["epochs"])
+    started = time.perf_counter()
+    rules = ("asha", "none")
+    runs: dict[str, list[dict]] = {rule: [] for rule in rules}
+
+    def overrides_for(seed: int, rule: str) -> list[str]:
+        extra = ["search.algo=tpe", f"search.pruning.rule={rule}"]
+        if epochs:
+            extra.append(f"training.epochs={epochs}")
+        return _search_overrides(args, SEARCH_PRUNING, seed, extra)
+
+    settings = _search_header(  # errors in the settings before any run
+        "part 2, TPE with and without early stopping", space_path, overrides_for(seeds[0], "asha"), seeds
+    )
+    for seed in seeds:
+        for rule in rules:
+            overrides = overrides_for(seed, rule)
+            r = _search_campaign(space_path, overrides, f"bench-search-{rule}-{seed}", device)
+            runs[rule].append({"seed": seed, "overrides": overrides, **r})
+            print(
+                f"  {rule} seed {seed}: {len(r['val_acc'])} trials "
+                f"({', '.join(f'{v} {k}' for k, v in r['outcomes'].items())}) in {r['wall_seconds']:.1f} s, "
+                f"{sum(r['train_seconds']):.1f} s training, {sum(r['epochs'])} epochs, best val_acc "
+                f"{_acc(best_after(r['val_acc'], n))}",
+                flush=True,
+            )
+
+    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
+    quantile = args.target_quantile or TARGET_QUANTILE
+    given = _fraction(args.pruning_target, "--pruning-target")
+    target = given if given is not None else choose_target(pooled, quantile)
+    rule_text = (
+        "given (--pruning-target)"
+        if given is not None
+        else f"auto: the {quantile:g} quantile (nearest rank) of the final val_acc of all "
+        f"{sum(a is not None for a in pooled)} trials that finished, pooled over both settings' runs"
+    )
+    summary: dict[str, dict] = {}
+    for rule, rows in runs.items():
+        for r in rows:
+            k = trials_to_target(r["val_acc"], target)
+            r["trials_to_target"] = k
+            r["compute_to_target_seconds"] = None if k is None else sum(r["train_seconds"][:k])
+            r["epochs_to_target"] = None if k is None else sum(r["epochs"][:k])
+            r["best_val_acc"] = best_after(r["val_acc"], n)
+            r["compute_seconds"] = sum(r["train_seconds"])
+            r["epochs_total"] = sum(r["epochs"])
+            r["pruned"] = r["outcomes"].get("pruned", 0)
+        best = [r["best_val_acc"] for r in rows if r["best_val_acc"] is not None]
+        summary[rule] = {
+            "reached": sum(r["trials_to_target"] is not None for r in rows),
+            "median_compute_to_target_seconds": median_or_none(
+                [r["compute_to_target_seconds"] for r in rows]
+            ),
+            "median_epochs_to_target": median_or_none([r["epochs_to_target"] for r in rows]),
+            "median_trials_to_target": median_or_none([r["trials_to_target"] for r in rows]),
+            "median_best_val_acc": statistics.median(best) if best else None,
+            "median_compute_seconds": statistics.median(r["compute_seconds"] for r in rows),
+            "median_epochs_total": statistics.median(r["epochs_total"] for r in rows),
+            "median_pruned": statistics.median(r["pruned"] for r in rows),
+        }
+    a, b = summary["asha"], summary["none"]
+
+    def ratio(key: str) -> float | None:
+        if a[key] is None or not b[key]:
+            return None
+        return a[key] / b[key]
+
+    compute_ratio = ratio("median_compute_to_target_seconds")
+    gap = (
+        a["median_best_val_acc"] - b["median_best_val_acc"]
+        if a["median_best_val_acc"] is not None and b["median_best_val_acc"] is not None
+        else None
+    )
+    compute_met = compute_ratio is not None and compute_ratio <= PRUNING_COMPUTE_GOAL
+    accuracy_met = gap is not None and gap >= -PRUNING_ACCURACY_TOLERANCE - 1e-12
+    out = {
+        "space": space_path,
+        "dataset": settings.space.data["dataset"],
+        "trials": n,
+        "epochs": (settings.raw.get("training") or {}).get("epochs"),
+        "seeds": seeds,
+        "startup_trials": settings.space.search["tpe"]["startup_trials"],
+        "pruning": settings.space.search["pruning"],
+        "target": target,
+        "target_rule": rule_text,
+        "target_quantile": None if given is not None else quantile,
+        "not_reached": "None per seed; a median over seeds that is past the last seed reaching the "
+        "target is None",
+        "runs": runs,
+        "summary": summary,
+        "compute_to_target_ratio": compute_ratio,
+        "epochs_to_target_ratio": ratio("median_epochs_to_target"),
+        "compute_ratio": ratio("median_compute_seconds"),
+        "epochs_ratio": ratio("median_epochs_total"),
+        "best_val_acc_gap": gap,
+        "goal": {
+            "compute_to_target_ratio_at_most": PRUNING_COMPUTE_GOAL,
+            "best_val_acc_gap_at_least": -PRUNING_ACCURACY_TOLERANCE,
+        },
+        "compute_goal_met": compute_met,
+        "accuracy_goal_met": accuracy_met,
+        "goal_met": compute_met and accuracy_met,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+    def seconds(v: float | None) -> str:
+        return "never" if v is None else f"{v:.1f}"
+
+    print(f"  target val_acc {target:.4f}: {rule_text}")
+    seeds_label = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    rows_ = [
+        (
+            "early stopping",
+            f"training s to target, {seeds_label}",
+            "median",
+            "epochs",
+            "reached",
+            f"best val_acc, {seeds_label}",
+            "median",
+            "training s, all",
+            "epochs, all",
+            "pruned",
+        )
+    ]
+    for rule, rows in runs.items():
+        s = summary[rule]
+        rows_.append(
+            (
+                rule,
+                _seeds_text(rows, lambda r: seconds(r["compute_to_target_seconds"])),
+                seconds(s["median_compute_to_target_seconds"]),
+                seconds(s["median_epochs_to_target"]).removesuffix(".0"),
+                f"{s['reached']}/{len(rows)}",
+                _seeds_text(rows, lambda r: _acc(r["best_val_acc"])),
+                _acc(s["median_best_val_acc"]),
+                f"{s['median_compute_seconds']:.1f}",
+                f"{s['median_epochs_total']:g}",
+                f"{s['median_pruned']:g}",
+            )
+        )
+    _print_table(rows_)
+    print(
+        f"  (training s: the trials' train_seconds summed in trial order up to the first finished trial "
+        f"reaching the target, never: not reached in {n} trials; epochs: the same in epochs trained; "
+        "best val_acc: of the trials that finished (a stopped trial keeps no model); all, pruned: "
+        "medians over seeds of the whole campaign)"
+    )
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.2f}"
+
+    print(
+        f"  asha / none: training s to the target {pct(compute_ratio)} ("
+        f"{'meets' if compute_met else 'misses'} the goal <= {PRUNING_COMPUTE_GOAL}), epochs to the "
+        f"target {pct(out['epochs_to_target_ratio'])}, whole campaign {pct(out['compute_ratio'])} "
+        f"(epochs {pct(out['epochs_ratio'])}); best val_acc asha - none "
+        f"{'n/a' if gap is None else f'{gap:+.4f}'} ({'meets' if accuracy_met else 'misses'} the goal "
+        f">= -{PRUNING_ACCURACY_TOLERANCE}); wall {out['wall_seconds']:.0f} s",
+        flush=True,
+    )
+    return out
+
+
+def _search_screen(args: argparse.Namespace, device: str) -> dict:
+    """Part screen: models per hour of FG11's screening, HT-L3-1st on 200x200 images."""
+    space_path = SEARCH_SCREEN["space"]
+    models = args.screen_models or SEARCH_SCREEN["models"]
+    dataset = _default_dataset()
+    images = args.subset or SEARCH_SCREEN["images"]
+    overrides = [
+        "training.mode=screen",
+        f"data.dataset={dataset}",
+        f"search.trials={models}",
+        "search.algo=random",
+        f"search.seed={args.seed}",
+    ]
+    if dataset == "digits" and not args.subset:  # no Fashion-MNIST: all 1,438 digits, 400 to score
+        overrides += ["data.subset=null", f"data.validation={SEARCH_DATA['digits'][1]}"]
+    else:
+        overrides += [f"data.subset={images}", f"data.validation={max(1, images // 5)}"]
+    from .settings import resolve
+
+    space = resolve(space_path, overrides, name="bench").space
+    shape = "x".join(map(str, space.data["input_shape"]))
+    print(
+        f"bench search, part 3, screening throughput: {space.name} ({space_path}) screened on {dataset}, "
+        f"{space.data['subset'] or 'all'} images at {shape} ({space.data['validation']:g} to score), "
+        f"{models} model{'s' if models > 1 else ''} on {device}",
+        flush=True,
+    )
+    row = _timed_campaign(space_path, overrides, "bench-search-screen", device=device)
+    trials = sorted(row["per_trial"], key=lambda t: t["trial"])
+    ok = [t for t in trials if t["outcome"] == "ok" and t["train_seconds"]]
+    if not ok:
+        raise UserError(f"bench search: no model was screened ({row['outcomes']})")
+    per_model = statistics.median(t["train_seconds"] for t in ok)
+    out = {
+        "space": space_path,
+        "dataset": dataset,
+        "overrides": overrides,
+        "device": device,
+        "images": space.data["subset"],
+        "scored": space.data["validation"],
+        "input_shape": list(space.data["input_shape"]),
+        "models": row["trials"],
+        "outcomes": row["outcomes"],
+        "per_model": [
+            {
+                "trial": t["trial"],
+                "name": t["name"],
+                "outcome": t["outcome"],
+                "screen_seconds": t["train_seconds"],
+                "run_seconds": t["seconds"],
+                "val_acc": t["val_acc"],
+            }
+            for t in trials
+        ],
+        "seconds_per_model": per_model,
+        "models_per_hour": 3600 / per_model,
+        "wall_seconds": row["wall_seconds"],
+        "models_per_hour_wall": row["trials_per_hour"],
+        "first_trial_after_seconds": row["first_trial_after_seconds"],
+        "reference_2011": {
+            "models": FG11_MODELS,
+            "gpu_hours": 7 * 24,
+            "models_per_hour": FG11_MODELS_PER_HOUR,
+            "source": "Pinto & Cox, FG 2011: about 15,000 models screened in a week of GPU time",
+        },
+        "versus_2011": (3600 / per_model) / FG11_MODELS_PER_HOUR,
+    }
+    rows = [("model", "screening s", "trial run s", "val_acc")]
+    for t in out["per_model"]:
+        rows.append(
+            (
+                t["name"],
+                "n/a" if not t["screen_seconds"] else f"{t['screen_seconds']:.1f}",
+                f"{t['run_seconds']:.1f}",
+                _acc(t["val_acc"]),
+            )
+        )
+    _print_table(rows)
+    print(
+        f"  {per_model:.1f} s per model (median of the screening times: features of every image, "
+        f"ridge fit, scoring) = {out['models_per_hour']:.1f} models/hour; with the whole campaign "
+        f"(data load {out['first_trial_after_seconds']:.1f} s, tracking): {out['models_per_hour_wall']:.1f} "
+        f"models/hour over {out['wall_seconds']:.0f} s"
+    )
+    print(
+        f"  2011 reference: about {FG11_MODELS:,} models in a week of GPU time = "
+        f"{FG11_MODELS_PER_HOUR:.0f} models/hour; here {out['versus_2011']:.2f}x that on {device}",
+        flush=True,
+    )
+    return out
+
+
+def bench_search(args: argparse.Namespace) -> int:
+    """Search efficiency: TPE against random search (trials to a target accuracy), early stopping
+    against none (training time to the target, best accuracy), and screening throughput."""
+    parts = _search_parts(args.parts or SEARCH_DEFAULT_PARTS)
+    # wrong numbers before any campaign runs
+    _fraction(args.target, "--target")
+    _fraction(args.pruning_target, "--pruning-target")
+    if args.target_quantile is not None and not 0 < args.target_quantile < 1:
+        raise UserError(f"--target-quantile: expected a number between 0 and 1, got {args.target_quantile:g}")
+    device = _device(args.device)
+    env = _environment(device)
+    n_seeds = args.seeds or 5
+    seeds = list(range(args.seed, args.seed + n_seeds))
+    started = time.perf_counter()
+    print(
+        f"bench search: parts {', '.join(parts)} on {_env_line(env)}; inline trials (no workers)", flush=True
+    )
+    results: dict = {"benchmark": "search", **env, "parts": parts, "seeds": seeds}
+    if "pruning" in parts:
+        # one-off: torch's lazy imports (the first optimizer imports torch._dynamo, seconds), which
+        # the first trained trial of a process would count as training time
+        torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+    if "tpe" in parts:
+        results["tpe"] = _search_tpe(args, seeds, device.type)
+    if "pruning" in parts:
+        results["pruning"] = _search_pruning(args, seeds, device.type)
+    if "screen" in parts:
+        results["screen"] = _search_screen(args, device.type)
+    results["wall_seconds"] = time.perf_counter() - started
+    print(f"  bench search: {results['wall_seconds']:.0f} s in all")
+    _write(results, _out(args))
+    return 0

@@ -356,6 +356,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "evaluator": bench.bench_evaluator,
         "suggest": bench.bench_suggest,
         "workers": bench.bench_workers,
+        "search": bench.bench_search,
     }[args.which]
     return run(args)
 
@@ -627,22 +628,32 @@ def build_parser() -> argparse.ArgumentParser:
         "data. 'suggest': the time of one TPE (and random) suggestion after N recorded trials. "
         "'workers': trials per hour of a real campaign with 1 and 2 worker processes of one thread "
         "each on the CPU, and the speedup; with --device cuda, with 1, 2 and 4 trials packed on one "
-        "GPU, and the GPU's utilization.",
+        "GPU, and the GPU's utilization. 'search': search efficiency, in parts (--parts): 'tpe', TPE "
+        "against random search, one campaign per seed each (--seeds), the median trials to a target "
+        "validation accuracy (--target; by default the 0.95 quantile of every trial's, pooled) and the "
+        "median best after N trials, on a cheap screened setting (quickstart on 1,500 Fashion-MNIST "
+        "images, else digits); 'pruning', the same TPE campaigns trained with ASHA early stopping and "
+        "without, the training time to a target and the best accuracy; 'screen', models screened per "
+        "hour of HT-L3-1st on 2,000 images of 200x200 (minutes on a CPU: not run unless asked).",
     )
     p.add_argument(
-        "which", choices=["layers", "overhead", "evaluator", "suggest", "workers"], help="the benchmark"
+        "which",
+        choices=["layers", "overhead", "evaluator", "suggest", "workers", "search"],
+        help="the benchmark",
     )
     p.add_argument(
         "--space",
         help="space file (default: layers spaces/ht_l3_1st.yaml; overhead a built-in digits space; "
         "evaluator spaces/quickstart.yaml, its first valid draw; suggest spaces/pinto_cox.yaml; workers "
-        "spaces/quickstart.yaml on a 10,000-image subset, with --device cuda spaces/pinto_cox.yaml)",
+        "spaces/quickstart.yaml on a 10,000-image subset, with --device cuda spaces/pinto_cox.yaml; "
+        "search: the space of parts tpe and pruning, default spaces/quickstart.yaml)",
     )
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="overhead, evaluator, suggest, workers: override a value of the space (repeatable)",
+        help="overhead, evaluator, suggest, workers: override a value of the space (repeatable); "
+        "search: of the campaigns of parts tpe and pruning, after the benchmark's own settings",
     )
     p.add_argument(
         "--batch",
@@ -658,19 +669,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trials",
         type=_positive_int,
-        help="overhead: trials (default 20); workers: trials of each campaign (default 12, cuda 16)",
+        help="overhead: trials (default 20); workers: trials of each campaign (default 12, cuda 16); "
+        "search: trials of each campaign (default: tpe 40, pruning 30)",
     )
     p.add_argument(
         "--epochs",
         type=_positive_int,
         help="overhead: epochs per trial (default: the space's, 2 in the built-in one); evaluator: "
-        "(default 2, digits 100); workers: (default 2, cuda 3; with --space: the space's)",
+        "(default 2, digits 100); workers: (default 2, cuda 3; with --space: the space's); search: of "
+        "part pruning (default 9; with --space: the space's)",
     )
     p.add_argument(
         "--dataset",
         help="dataset; overhead: default the space's (digits in the built-in one); evaluator, workers: "
         "default fashion-mnist where its system copy is installed, else digits (workers --device "
-        "cuda, or with --space: the space's)",
+        "cuda, or with --space: the space's); search: of parts tpe and pruning (default: tpe "
+        "fashion-mnist where its system copy is installed, else digits, pruning digits; with --space: "
+        "the space's); part screen uses fashion-mnist where installed, else digits",
     )
     p.add_argument(
         "--workers",
@@ -690,16 +705,59 @@ def build_parser() -> argparse.ArgumentParser:
         "--subset",
         type=_positive_int,
         help="evaluator, workers: training images drawn (default 10000; digits: all; workers with "
-        "--space or --device cuda: the space's)",
+        "--space or --device cuda: the space's); search: images of part screen, a fifth of them to "
+        "score (default 2000)",
     )
     p.add_argument("--sizes", default="100,1000", help="suggest: history sizes (default 100,1000)")
-    p.add_argument("--seed", type=int, default=0, help="evaluator: draw of the space; suggest: losses")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="evaluator: draw of the space; suggest: losses; search: the first campaign seed (default 0)",
+    )
+    p.add_argument(
+        "--parts",
+        metavar="PART,...",
+        help="search: which parts to run, of tpe, pruning, screen (default tpe,pruning)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_positive_int,
+        help="search: campaigns of each algorithm (tpe) and of each setting (pruning), seeds --seed, "
+        "--seed + 1, ... (default 5)",
+    )
+    p.add_argument(
+        "--target",
+        type=float,
+        metavar="ACC",
+        help="search: the validation accuracy part tpe counts trials to (default: the --target-quantile "
+        "of all its trials' val_acc, pooled over both algorithms)",
+    )
+    p.add_argument(
+        "--pruning-target",
+        type=float,
+        metavar="ACC",
+        help="search: the validation accuracy part pruning measures the training time to (default: the "
+        "--target-quantile of the final val_acc of all its finished trials, pooled over both settings)",
+    )
+    p.add_argument(
+        "--target-quantile",
+        type=float,
+        metavar="Q",
+        help="search: the quantile that chooses the targets not given (default 0.95)",
+    )
+    p.add_argument(
+        "--screen-models",
+        type=_positive_int,
+        metavar="K",
+        help="search: models part screen screens (default 2; about a minute each on a 2-core CPU)",
+    )
     p.add_argument("--profile", metavar="FILE", help="overhead: also write a cProfile of the campaign")
     p.add_argument(
         "--device",
         choices=["cpu", "cuda"],
         default="cpu",
-        help="layers, overhead, evaluator, workers (default cpu)",
+        help="layers, overhead, evaluator, workers, search (default cpu)",
     )
     p.add_argument("--out", help="where to write the JSON results (default runs/bench/WHICH.json)")
     p.set_defaults(func=cmd_bench)
