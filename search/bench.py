@@ -1479,15 +1479,8 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
                 flush=True,
             )
 
-    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
-    quantile = args.target_quantile or TARGET_QUANTILE
-    given = _fraction(args.target, "--target")
-    target = given if given is not None else choose_target(pooled, quantile)
-    rule = (
-        "given (--target)"
-        if given is not None
-        else f"auto: the {quantile:g} quantile (nearest rank) of all {sum(a is not None for a in pooled)} "
-        f"trials' val_acc pooled over every run of both algorithms"
+    target, rule, quantile = _pooled_target(
+        runs, args, args.target, "--target", "trials' val_acc pooled over every run of both algorithms"
     )
     medians_trials, medians_best, reached = {}, {}, {}
     for algo, rows in runs.items():
@@ -1519,7 +1512,7 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
         "startup_trials": settings.space.search["tpe"]["startup_trials"],
         "target": target,
         "target_rule": rule,
-        "target_quantile": None if given is not None else quantile,
+        "target_quantile": quantile,
         "not_reached_counts_as": n + 1,
         "runs": runs,
         "reached": reached,
@@ -1626,15 +1619,13 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
                 flush=True,
             )
 
-    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
-    quantile = args.target_quantile or TARGET_QUANTILE
-    given = _fraction(args.pruning_target, "--pruning-target")
-    target = given if given is not None else choose_target(pooled, quantile)
-    rule_text = (
-        "given (--pruning-target)"
-        if given is not None
-        else f"auto: the {quantile:g} quantile (nearest rank) of the final val_acc of all "
-        f"{sum(a is not None for a in pooled)} trials that finished, pooled over both settings' runs"
+    target, rule_text, quantile = _pooled_target(
+        runs,
+        args,
+        args.pruning_target,
+        "--pruning-target",
+        "trials that finished, pooled over both settings' runs",
+        of="the final val_acc of ",
     )
     summary: dict[str, dict] = {}
     for rule, rows in runs.items():
@@ -1685,7 +1676,7 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
         "pruning": settings.space.search["pruning"],
         "target": target,
         "target_rule": rule_text,
-        "target_quantile": None if given is not None else quantile,
+        "target_quantile": quantile,
         "not_reached": "None per seed; a median over seeds that is past the last seed reaching the "
         "target is None",
         "runs": runs,
@@ -1853,6 +1844,21 @@ def _search_screen(args: argparse.Namespace, device: str) -> dict:
         flush=True,
     )
     return out
+
+
+def _pooled_target(
+    runs: dict, args: argparse.Namespace, value: Any, flag: str, what: str, of: str = ""
+) -> tuple[float, str, float | None]:
+    """The target accuracy: given with ``flag``, else a quantile of the trials of every run in
+    ``runs``; with the text saying how it was chosen, and the quantile (None when given)."""
+    given = _fraction(value, flag)
+    if given is not None:
+        return given, f"given ({flag})", None
+    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
+    quantile = args.target_quantile or TARGET_QUANTILE
+    counted = sum(a is not None for a in pooled)
+    rule = f"auto: the {quantile:g} quantile (nearest rank) of {of}all {counted} {what}"
+    return choose_target(pooled, quantile), rule, quantile
 
 
 def bench_search(args: argparse.Namespace) -> int:
