@@ -209,6 +209,7 @@ def run_campaign(
     progress: Any,
     interrupts: Interrupts | None = None,
     points: list[tuple[dict, dict, str]] = (),
+    plan: Callable[[dict], TrialResult] | None = None,
 ) -> tuple[State, str]:
     """Run trials until a stop condition holds; returns the final state and why it stopped.
 
@@ -220,6 +221,9 @@ def run_campaign(
     ``points`` (vals, config, source): configurations to evaluate before any suggestion, in
     order (``--warm-start``, ``--points``); those already evaluated (a resumed campaign) are
     skipped. They are told to TPE like any trial.
+
+    ``plan``: a configuration's planned result (its params and MACs, from the dry shape pass),
+    for trials stopped early, whose worker never returns one.
     """
     interrupts = interrupts or Interrupts()
     plots = Plots()
@@ -303,7 +307,8 @@ def run_campaign(
                 why = pruner.report(flight.trial, event.epoch, event.metrics["val_acc"], epochs)
                 if why is not None:
                     executor.stop(str(flight.trial))
-                    ended(flight, pruned(flight.history, why))
+                    size = plan(flight.config) if plan is not None else None
+                    ended(flight, pruned(flight.history, why, size))
         elif event.kind == "lost":
             lost(flight, event.reason)
         elif event.kind == "done":
@@ -385,8 +390,9 @@ def run_campaign(
         executor.close()
 
 
-def pruned(history: list[dict[str, float]], why: str) -> TrialResult:
-    """The result of a trial stopped early, from the epochs it reported."""
+def pruned(history: list[dict[str, float]], why: str, size: TrialResult | None = None) -> TrialResult:
+    """The result of a trial stopped early, from the epochs it reported (and its params and
+    MACs from ``size``, its planned result)."""
     last = history[-1]
     best = max(range(len(history)), key=lambda i: history[i]["val_acc"])
     return TrialResult(
@@ -399,6 +405,8 @@ def pruned(history: list[dict[str, float]], why: str) -> TrialResult:
         best_epoch=best + 1,
         history=history,
         train_seconds=sum(h.get("epoch_seconds", 0.0) for h in history),
+        params=size.params if size is not None else None,
+        macs=size.macs if size is not None else None,
     )
 
 

@@ -21,7 +21,7 @@ from .compile import CompiledSpace, OutsideSpace
 from .data import Data, load_data
 from .driver import Interrupts, run_campaign, trial_seed
 from .errors import UserError
-from .evaluate import device_name, evaluate, resolve_device
+from .evaluate import device_name, evaluate, planned, resolve_device
 from .executor import DataSpec, Inline, Job, Processes, visible_gpus
 from .progress import Progress, duration
 from .results import latest_attempts
@@ -149,6 +149,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             progress=progress,
             interrupts=interrupts,
             points=points,
+            plan=lambda config: planned(config["architecture"], data, space.constraints),
         )
         status = "FINISHED"
     except KeyboardInterrupt:

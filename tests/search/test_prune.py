@@ -61,6 +61,7 @@ def test_a_campaign_with_asha_records_pruned_trials_at_their_epoch(tiny, runs, c
         history = client.get_metric_history(c.info.run_id, "val_acc")
         assert max(m.step for m in history) >= reached  # its epochs up to there are logged
         assert c.data.metrics["loss"] == pytest.approx(1 - c.data.metrics["val_acc"])  # what TPE was told
+        assert c.data.metrics["params"] > 0 and c.data.metrics["macs"] > 0  # its size, as a finished one's
     for c in children:
         if c.data.tags["archsearch.outcome"] == "ok":
             assert c.data.metrics["epochs_done"] == 9
