@@ -10,20 +10,21 @@
   trial) on the CPU, and the speedup (goal: 2 workers >= 1.7x one on 2 cores); with ``--device
   cuda``, with ``--trials-per-gpu`` 1, 2 and 4 on one GPU, and its utilization (nvidia-smi). One
   campaign per setting, timed whole (worker start-up included), so runs differ by a few percent;
-- ``search``: search efficiency, in parts (``--parts``, default ``tpe,pruning``: about 4 minutes on
-  a 2-core CPU). ``tpe``: TPE against random search, one campaign per seed each (``--seeds``, 5) of
-  ``--trials`` (40) screened trials (quickstart on 1,500 Fashion-MNIST images, else digits): the
-  median number of trials to a target validation accuracy (``--target``; by default the 0.95
-  quantile of every trial's, pooled over both algorithms; a seed that never reaches it counts as
-  N + 1) and the median best after N trials (goal: TPE / random <= 0.6 in trials to the target).
-  ``pruning``: the same TPE campaigns trained (quickstart on digits, 9 epochs, 30 trials) with ASHA
-  early stopping and without: the training seconds to a target and the best accuracy (goal: at most
-  half the training time, the best within 0.003). ``screen``: models screened per hour of
-  HT-L3-1st on 2,000 images of 200x200 (1,600 to fit, 400 to score; about a minute a model on 2
-  CPU cores), against the 2011 reference of about 15,000 models in a week of GPU time (89 an
-  hour). Every
-  campaign runs its trials in this process (no workers), so that the results do not depend on
-  timing, and the JSON keeps every seed's numbers.
+- ``search``: search efficiency, in parts (``--parts``, default ``tpe,pruning``: about 25 minutes
+  on a 2-core CPU). ``tpe``: TPE against random search, one campaign per seed each (``--seeds``,
+  5) of ``--trials`` (60) screened trials (FG11's screening space at 28x28 on 3,000 Fashion-MNIST
+  images, 2,000 of them to score; else digits): the median number of trials to a target
+  validation accuracy (``--target``; by default the 0.95 quantile of every trial's, pooled over
+  both algorithms; a seed that never reaches it counts as N + 1), the same at other quantiles, and
+  the median best after N trials (goal: TPE / random <= 0.6 in trials to the target).
+  ``pruning``: random-search campaigns (``--pruning-algo tpe`` for TPE) trained (quickstart on
+  digits, 27 epochs, 30 trials) with ASHA early stopping (rungs at epochs 3 and 9) and without:
+  the training seconds to a target and of the whole campaign, and the best accuracy (goal: the
+  same best within 0.003 for at most half the campaign's training time). ``screen``: models screened per hour of HT-L3-1st on 2,000 images of
+  200x200 (1,600 to fit, 400 to score; about a minute a model on 2 CPU cores), against the 2011
+  reference of about 15,000 models in a week of GPU time (89 an hour). Every campaign runs its
+  trials in this process (no workers), so that the results do not depend on timing, and the JSON
+  keeps every seed's numbers.
 
 Each prints a table and writes JSON (``runs/bench/WHICH.json`` by default) that says which device
 and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
@@ -1315,42 +1316,59 @@ def _trials_text(row: dict) -> str:
 
 # ---------------------------------------------------------------- search
 
-# `bench search`, part "tpe": TPE against random search on a cheap setting: screening (random
-# filters and a ridge read-out, no backprop) of spaces/quickstart.yaml on 1,500 Fashion-MNIST images
-# as stored (28x28), 1,000 to fit the read-out and 500 to score it: about half a second a trial on
-# two CPU cores, 2 to 3 minutes for 2 x 5 campaigns of 40 trials. Screened digits are too easy to tell
-# the algorithms apart (most models score 0.98 to 0.99 on 400 images: random search reaches the top
-# in about as many trials as TPE's random start-up); without Fashion-MNIST they are the fallback.
+# `bench search`, part "tpe": TPE against random search on a cheap setting: FG11's screening
+# space (spaces/fg11_screen.yaml, its choice lists, depth 2 or 3: random filters and a ridge
+# read-out, no backprop) on Fashion-MNIST as stored (28x28, "same" padding so that every draw
+# fits), 3,000 images, 1,000 to fit the read-out and 2,000 to score it: 1 to 2 s a trial on two
+# CPU cores, about 20 minutes for 2 x 5 campaigns of 60 trials. The 2,000 images to score keep
+# the noise of a score (about 0.8 points) below the spread of the good architectures; with 500
+# (1.6 points) the best trials differ by chance more than by architecture, and both algorithms
+# reach a high target by luck. Screened digits (the fallback without Fashion-MNIST) are too easy
+# to tell the algorithms apart: most models score 0.98 to 0.99 on 400 images.
 SEARCH_TPE = {
-    "space": "spaces/quickstart.yaml",
+    "space": "spaces/fg11_screen.yaml",
     "dataset": None,  # fashion-mnist where its system copy is installed, else digits
-    "trials": 40,
+    "trials": 60,
     "startup_trials": 10,
     "overrides": ["training.mode=screen"],
+    # of the default space only (not with --space)
+    "space_overrides": [
+        "data.input_shape=[1,28,28]",
+        "architecture.input_norm.padding=same",
+        "architecture.layers.padding=same",
+    ],
 }
-# part "pruning": the same TPE campaigns, trained 9 epochs on digits as stored (8x8), with ASHA
-# (rungs at epochs 1 and 3: about one trial in 3 goes on past epoch 1, one in 9 past epoch 3) and
-# without early stopping: under a second a trial, about 2 minutes in all
+# part "pruning": campaigns trained 27 epochs on digits as stored (8x8), with ASHA (rungs at epochs
+# 3 and 9, a third of the epochs each time: about one trial in 3 goes on past epoch 3, one in 9
+# past epoch 9) and without early stopping: about 5 minutes in all. Random search by default, so
+# that both settings draw the same trials and differ only by the stopping (with TPE, what a stopped
+# trial reports changes the later suggestions, and the best of two different sequences of trials
+# differs by chance about as much as by early stopping); --pruning-algo tpe for TPE.
 SEARCH_PRUNING = {
     "space": "spaces/quickstart.yaml",
     "dataset": "digits",
     "trials": 30,
-    "epochs": 9,
+    "epochs": 27,
     "startup_trials": 10,
-    "overrides": ["search.pruning.min_epochs=1", "search.pruning.reduction=3"],
+    "algo": "random",
+    "overrides": ["search.pruning.min_epochs=3", "search.pruning.reduction=3"],
 }
 # per dataset: (images drawn, held out of them to score each trial), as data.subset and
 # data.validation; digits: all 1,438 training images, 400 to score (finer steps of accuracy than
 # its default 144, and finer than the 0.003 the pruning goal tolerates)
-SEARCH_DATA: dict[str, tuple[int | None, int]] = {"fashion-mnist": (1500, 500), "digits": (None, 400)}
+SEARCH_DATA: dict[str, tuple[int | None, int]] = {"fashion-mnist": (3000, 2000), "digits": (None, 400)}
 # part "screen": FG11's screening setting (Pinto & Cox 2011): HT-L3-1st-sized models on 2,000
 # images of 200x200, 1,600 to fit the read-out and 400 to score it
 SEARCH_SCREEN = {"space": "spaces/ht_l3_1st.yaml", "images": 2000, "models": 2}
 SEARCH_PARTS = ("tpe", "pruning", "screen")
 SEARCH_DEFAULT_PARTS = "tpe,pruning"
 TARGET_QUANTILE = 0.95  # the automatic target: this quantile of every trial's val_acc, pooled
+# part tpe also reports the ratio at these quantiles: how much the verdict depends on the target
+SWEEP_QUANTILES = (0.8, 0.9, 0.95, 0.98, 0.99)
 TPE_GOAL = 0.6  # median trials to the target, TPE / random, at most
-PRUNING_COMPUTE_GOAL = 0.5  # median compute to the target, with early stopping / without, at most
+# the goal: a campaign with early stopping ends with the same best val_acc (median over seeds, within
+# the tolerance) as one without, having trained at most this share of its time (median over seeds)
+PRUNING_COMPUTE_GOAL = 0.5
 PRUNING_ACCURACY_TOLERANCE = 0.003  # median best val_acc with early stopping >= without minus this
 # FG11 (Pinto & Cox 2011): about 15,000 models screened in a week of GPU time
 FG11_MODELS = 15000
@@ -1428,6 +1446,8 @@ def _search_overrides(args: argparse.Namespace, defaults: dict, seed: int, extra
     if dataset in SEARCH_DATA:
         subset, validation = SEARCH_DATA[dataset]
         overrides += [f"data.subset={'null' if subset is None else subset}", f"data.validation={validation}"]
+    if not args.space:
+        overrides += defaults.get("space_overrides", [])
     return overrides + defaults["overrides"] + extra + list(args.set or [])
 
 
@@ -1504,6 +1524,7 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
         for k in checkpoints
     }
     ratio = medians_trials["tpe"] / medians_trials["random"]
+    sweep = _target_sweep(runs, n)
     out = {
         "space": space_path,
         "dataset": settings.space.data["dataset"],
@@ -1520,6 +1541,7 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
         "median_best_after_n": medians_best,
         "median_best_after": curve,
         "ratio": ratio,
+        "ratio_by_target_quantile": sweep,
         "goal": TPE_GOAL,
         "goal_met": ratio <= TPE_GOAL,
         "wall_seconds": time.perf_counter() - started,
@@ -1557,6 +1579,13 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
         "  median best val_acc, TPE / random, after "
         + "; ".join(f"{k} trials {_acc(v['tpe'])} / {_acc(v['random'])}" for k, v in curve.items())
     )
+    print(
+        "  TPE / random, median trials to other targets (quantile: target, trials): "
+        + "; ".join(
+            f"{q}: {v['target']:.4f}, {v['tpe']:g} / {v['random']:g} = {v['ratio']:.2f}"
+            for q, v in sweep.items()
+        )
+    )
     verdict = "meets" if out["goal_met"] else "misses"
     print(
         f"  TPE / random, median trials to the target: {medians_trials['tpe']:g} / "
@@ -1564,6 +1593,21 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
         f"{out['wall_seconds']:.0f} s",
         flush=True,
     )
+    return out
+
+
+def _target_sweep(runs: dict[str, list[dict]], n: int) -> dict[str, dict]:
+    """Median trials to the target, per algorithm, and their ratio, with the target chosen at each
+    of SWEEP_QUANTILES of the pooled val_acc (not reached: counted as n + 1)."""
+    pooled = [a for rows in runs.values() for r in rows for a in r["val_acc"]]
+    out = {}
+    for q in SWEEP_QUANTILES:
+        target = choose_target(pooled, q)
+        medians = {
+            algo: statistics.median(trials_to_target(r["val_acc"], target) or n + 1 for r in rows)
+            for algo, rows in runs.items()
+        }
+        out[f"{q:g}"] = {"target": target, **medians, "ratio": medians["tpe"] / medians["random"]}
     return out
 
 
@@ -1577,20 +1621,26 @@ def _search_header(title: str, space_path: str, overrides: list[str], seeds: lis
     what = "screened" if mode == "screen" else f"trained {training.get('epochs')} epochs"
     shape, subset = space.data.get("input_shape"), space.data.get("subset")
     size = f" at {'x'.join(map(str, shape))}" if shape else ""
+    startup = (
+        f", TPE startup {space.search['tpe']['startup_trials']} trials"
+        if space.search["algo"] == "tpe"
+        else ""
+    )
     print(
         f"bench search, {title}: {space.name} ({space_path}) {what} on {space.data['dataset']}, "
         f"{'all' if subset is None else f'{subset:,}'} training images "
         f"({space.data['validation']:g} held out to score){size}, {space.search['trials']} "
-        f"trials per campaign, {len(seeds)} seeds, TPE startup {space.search['tpe']['startup_trials']} "
-        f"trials; overrides: {' '.join(overrides)}",
+        f"trials per campaign, {len(seeds)} seeds{startup}; overrides: {' '.join(overrides)}",
         flush=True,
     )
     return settings
 
 
 def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> dict:
-    """Part pruning: the same TPE campaigns, trained, with ASHA and without early stopping."""
+    """Part pruning: the same campaigns (random search, or TPE), trained, with ASHA and without
+    early stopping."""
     space_path = args.space or SEARCH_PRUNING["space"]
+    algo = args.pruning_algo or SEARCH_PRUNING["algo"]
     n = args.trials or SEARCH_PRUNING["trials"]
     epochs = args.epochs or (None if args.space else SEARCH_PRUNING["epochs"])
     started = time.perf_counter()
@@ -1598,13 +1648,16 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
     runs: dict[str, list[dict]] = {rule: [] for rule in rules}
 
     def overrides_for(seed: int, rule: str) -> list[str]:
-        extra = ["search.algo=tpe", f"search.pruning.rule={rule}"]
+        extra = [f"search.algo={algo}", f"search.pruning.rule={rule}"]
         if epochs:
             extra.append(f"training.epochs={epochs}")
         return _search_overrides(args, SEARCH_PRUNING, seed, extra)
 
     settings = _search_header(  # errors in the settings before any run
-        "part 2, TPE with and without early stopping", space_path, overrides_for(seeds[0], "asha"), seeds
+        f"part 2, {'TPE' if algo == 'tpe' else 'random search'} with and without early stopping",
+        space_path,
+        overrides_for(seeds[0], "asha"),
+        seeds,
     )
     for seed in seeds:
         for rule in rules:
@@ -1658,7 +1711,8 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
             return None
         return a[key] / b[key]
 
-    compute_ratio = ratio("median_compute_to_target_seconds")
+    to_target_ratio = ratio("median_compute_to_target_seconds")
+    compute_ratio = ratio("median_compute_seconds")
     gap = (
         a["median_best_val_acc"] - b["median_best_val_acc"]
         if a["median_best_val_acc"] is not None and b["median_best_val_acc"] is not None
@@ -1671,6 +1725,7 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
         "dataset": settings.space.data["dataset"],
         "trials": n,
         "epochs": (settings.raw.get("training") or {}).get("epochs"),
+        "algo": algo,
         "seeds": seeds,
         "startup_trials": settings.space.search["tpe"]["startup_trials"],
         "pruning": settings.space.search["pruning"],
@@ -1681,13 +1736,13 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
         "target is None",
         "runs": runs,
         "summary": summary,
-        "compute_to_target_ratio": compute_ratio,
+        "compute_to_target_ratio": to_target_ratio,
         "epochs_to_target_ratio": ratio("median_epochs_to_target"),
-        "compute_ratio": ratio("median_compute_seconds"),
+        "compute_ratio": compute_ratio,
         "epochs_ratio": ratio("median_epochs_total"),
         "best_val_acc_gap": gap,
         "goal": {
-            "compute_to_target_ratio_at_most": PRUNING_COMPUTE_GOAL,
+            "compute_ratio_at_most": PRUNING_COMPUTE_GOAL,
             "best_val_acc_gap_at_least": -PRUNING_ACCURACY_TOLERANCE,
         },
         "compute_goal_met": compute_met,
@@ -1743,10 +1798,10 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
         return "n/a" if v is None else f"{v:.2f}"
 
     print(
-        f"  asha / none: training s to the target {pct(compute_ratio)} ("
-        f"{'meets' if compute_met else 'misses'} the goal <= {PRUNING_COMPUTE_GOAL}), epochs to the "
-        f"target {pct(out['epochs_to_target_ratio'])}, whole campaign {pct(out['compute_ratio'])} "
-        f"(epochs {pct(out['epochs_ratio'])}); best val_acc asha - none "
+        f"  asha / none: training s of the whole campaign {pct(compute_ratio)} ("
+        f"{'meets' if compute_met else 'misses'} the goal <= {PRUNING_COMPUTE_GOAL}; epochs "
+        f"{pct(out['epochs_ratio'])}), to the target {pct(to_target_ratio)} (epochs "
+        f"{pct(out['epochs_to_target_ratio'])}); best val_acc asha - none "
         f"{'n/a' if gap is None else f'{gap:+.4f}'} ({'meets' if accuracy_met else 'misses'} the goal "
         f">= -{PRUNING_ACCURACY_TOLERANCE}); wall {out['wall_seconds']:.0f} s",
         flush=True,

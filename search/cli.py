@@ -631,9 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
         "GPU, and the GPU's utilization. 'search': search efficiency, in parts (--parts): 'tpe', TPE "
         "against random search, one campaign per seed each (--seeds), the median trials to a target "
         "validation accuracy (--target; by default the 0.95 quantile of every trial's, pooled) and the "
-        "median best after N trials, on a cheap screened setting (quickstart on 1,500 Fashion-MNIST "
-        "images, else digits); 'pruning', the same TPE campaigns trained with ASHA early stopping and "
-        "without, the training time to a target and the best accuracy; 'screen', models screened per "
+        "median best after N trials, on a cheap screened setting (FG11's screening space on 3,000 "
+        "Fashion-MNIST images at 28x28, 2,000 of them to score, else digits); 'pruning', the same "
+        "campaigns (random search, --pruning-algo) trained with ASHA early stopping and without, the "
+        "training time to a target and the best accuracy; 'screen', models screened per "
         "hour of HT-L3-1st on 2,000 images of 200x200 (minutes on a CPU: not run unless asked).",
     )
     p.add_argument(
@@ -646,7 +647,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="space file (default: layers spaces/ht_l3_1st.yaml; overhead a built-in digits space; "
         "evaluator spaces/quickstart.yaml, its first valid draw; suggest spaces/pinto_cox.yaml; workers "
         "spaces/quickstart.yaml on a 10,000-image subset, with --device cuda spaces/pinto_cox.yaml; "
-        "search: the space of parts tpe and pruning, default spaces/quickstart.yaml)",
+        "search: the space of parts tpe and pruning, default tpe spaces/fg11_screen.yaml at 28x28, "
+        "pruning spaces/quickstart.yaml)",
     )
     p.add_argument(
         "--set",
@@ -670,14 +672,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--trials",
         type=_positive_int,
         help="overhead: trials (default 20); workers: trials of each campaign (default 12, cuda 16); "
-        "search: trials of each campaign (default: tpe 40, pruning 30)",
+        "search: trials of each campaign (default: tpe 60, pruning 30)",
     )
     p.add_argument(
         "--epochs",
         type=_positive_int,
         help="overhead: epochs per trial (default: the space's, 2 in the built-in one); evaluator: "
         "(default 2, digits 100); workers: (default 2, cuda 3; with --space: the space's); search: of "
-        "part pruning (default 9; with --space: the space's)",
+        "part pruning (default 27; with --space: the space's)",
     )
     p.add_argument(
         "--dataset",
@@ -739,6 +741,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ACC",
         help="search: the validation accuracy part pruning measures the training time to (default: the "
         "--target-quantile of the final val_acc of all its finished trials, pooled over both settings)",
+    )
+    p.add_argument(
+        "--pruning-algo",
+        choices=["random", "tpe"],
+        help="search: the algorithm of part pruning's campaigns (default random: both settings draw the "
+        "same trials)",
     )
     p.add_argument(
         "--target-quantile",

@@ -317,6 +317,10 @@ def test_search_tpe_against_random_medians_and_ratio(tmp_path, monkeypatch, caps
     assert t["ratio"] == 0.5 and t["goal"] == 0.6 and t["goal_met"] is True
     assert t["median_best_after_n"] == {"tpe": 0.9, "random": 0.91}
     assert t["median_best_after"]["4"] == {"tpe": 0.9, "random": 0.91}
+    sweep = t["ratio_by_target_quantile"]  # the ratio at other targets: the pooled quantiles
+    assert list(sweep) == ["0.8", "0.9", "0.95", "0.98", "0.99"]
+    assert sweep["0.99"] == {"target": 0.95, "tpe": 5, "random": 5, "ratio": 1.0}  # only tpe seed 1
+    assert sweep["0.9"] == {"target": 0.91, "tpe": 5, "random": 4, "ratio": 1.25}
     out = capsys.readouterr().out
     assert "5*" in out and "counted as 5" in out and "meets the goal" in out
 
@@ -332,8 +336,9 @@ def test_search_pruning_compute_to_target(tmp_path, monkeypatch, capsys):
     calls = fake_search_campaigns(monkeypatch, runs)
     args = ["search", "--parts", "pruning", "--seeds", "2", "--trials", "4", "--pruning-target", "0.9"]
     r = bench(tmp_path, *args, "--epochs", "9")
-    assert all("training.epochs=9" in c and "search.algo=tpe" in c for c in calls)
-    assert {c[c.index("search.algo=tpe") + 1] for c in calls} == {
+    # random search by default: both settings draw the same trials
+    assert all("training.epochs=9" in c and "search.algo=random" in c for c in calls)
+    assert {c[c.index("search.algo=random") + 1] for c in calls} == {
         "search.pruning.rule=asha",
         "search.pruning.rule=none",
     }
@@ -350,6 +355,24 @@ def test_search_pruning_compute_to_target(tmp_path, monkeypatch, capsys):
     assert p["best_val_acc_gap"] == 0.0 and p["accuracy_goal_met"] is True
     assert p["compute_goal_met"] is False and p["goal_met"] is False
     assert "misses the goal <= 0.5" in capsys.readouterr().out
+    assert p["algo"] == "random"
+    calls.clear()
+    assert bench(tmp_path, *args, "--pruning-algo", "tpe")["pruning"]["algo"] == "tpe"
+    assert calls and all("search.algo=tpe" in c for c in calls)
+
+    # the goal is on the whole campaign's training time, not the time to the target (which the
+    # position of the first trial reaching it decides)
+    fake_search_campaigns(
+        monkeypatch,
+        {
+            ("asha", 0): ([0.9, None, None, None], [1.0, 0.1, 0.1, 0.1], [9, 1, 1, 1]),
+            ("none", 0): ([0.9, 0.8, 0.8, 0.8], [1.0] * 4, [9] * 4),
+        },
+    )
+    one = ["search", "--parts", "pruning", "--seeds", "1", "--trials", "4", "--pruning-target", "0.9"]
+    p = bench(tmp_path, *one)["pruning"]
+    assert p["compute_to_target_ratio"] == 1.0 and p["compute_ratio"] == pytest.approx(1.3 / 4)
+    assert p["compute_goal_met"] is True and p["goal_met"] is True
 
 
 @pytest.mark.parametrize(
@@ -437,7 +460,7 @@ def test_search(tmp_path, capsys):
     assert p["best_val_acc_gap"] == pytest.approx(
         p["summary"]["asha"]["median_best_val_acc"] - p["summary"]["none"]["median_best_val_acc"]
     )
-    assert set(p["goal"]) == {"compute_to_target_ratio_at_most", "best_val_acc_gap_at_least"}
+    assert set(p["goal"]) == {"compute_ratio_at_most", "best_val_acc_gap_at_least"}
 
     sc = r["screen"]
     assert (
