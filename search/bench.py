@@ -20,11 +20,11 @@
   ``pruning``: random-search campaigns (``--pruning-algo tpe`` for TPE) trained (quickstart on
   digits, 27 epochs, 30 trials) with ASHA early stopping (rungs at epochs 3 and 9) and without:
   the training seconds to a target and of the whole campaign, and the best accuracy (goal: the
-  same best within 0.003 for at most half the campaign's training time). ``screen``: models screened per hour of HT-L3-1st on 2,000 images of
-  200x200 (1,600 to fit, 400 to score; about a minute a model on 2 CPU cores), against the 2011
-  reference of about 15,000 models in a week of GPU time (89 an hour). Every campaign runs its
-  trials in this process (no workers), so that the results do not depend on timing, and the JSON
-  keeps every seed's numbers.
+  same best within 0.003 for at most half the campaign's training time). ``screen``: models
+  screened per hour of HT-L3-1st on 2,000 images of 200x200 (1,600 to fit, 400 to score; about a
+  minute a model on 2 CPU cores), against the 2011 reference of about 15,000 models in a week of
+  GPU time (89 an hour). Every campaign runs its trials in this process (no workers), so that the
+  results do not depend on timing, and the JSON keeps every seed's numbers.
 
 Each prints a table and writes JSON (``runs/bench/WHICH.json`` by default) that says which device
 and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
