@@ -1467,6 +1467,11 @@ def _search_campaign(space_path: str, overrides: list[str], name: str, device: s
     }
 
 
+def _seeds_label(seeds: list[int]) -> str:
+    """How a table's column names the seeds it lists: ``seeds 0..4``, ``seed 0``."""
+    return f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
 def _seeds_text(values: Sequence[Any], fmt: Callable[[Any], str]) -> str:
     return " ".join(fmt(v) for v in values)
 
@@ -1548,7 +1553,7 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
     }
 
     print(f"  target val_acc {target:.4f}: {rule}")
-    seeds_label = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    seeds_label = _seeds_label(seeds)
     rows_ = [
         (
             "algorithm",
@@ -1755,7 +1760,7 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
         return "never" if v is None else f"{v:.1f}"
 
     print(f"  target val_acc {target:.4f}: {rule_text}")
-    seeds_label = f"seeds {seeds[0]}..{seeds[-1]}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    seeds_label = _seeds_label(seeds)
     rows_ = [
         (
             "early stopping",
