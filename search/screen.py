@@ -74,6 +74,15 @@ class Ridge:
     the hat matrix is 1 1^T / n (the intercept) + U diag(s^2 / (s^2 + lam)) U^T. Residuals and
     the hat matrix's diagonal are computed from lam / (s^2 + lam), never as differences of
     near-equal numbers, so that leave-one-out stays exact when the fit nearly interpolates.
+
+    The Gram matrix is formed in float64 from features centered again in float64 (in slices,
+    so the float32 features are never copied whole): centering leaves the direction of the
+    intercept (1 / sqrt(n)) with no variance, and in float32 that direction keeps an
+    eigenvalue of ~1e-9 of the largest, enough to count as part of X's span. It must not: its
+    leverage, 1/n, is the intercept's, and counting it twice makes every image's
+    leave-one-out leverage 1, so that a fit that nearly interpolates finds even a random
+    label from the others'. Eigenvalues below ``max(n, d) * eps(float64)`` of the largest,
+    the rounding of the Gram's own arithmetic, are X's null space.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, n_classes: int):
@@ -89,12 +98,19 @@ class Ridge:
         self.offset = targets.mean(0)
         self.t = targets - self.offset
         dual = self.d >= self.n  # decompose X X^T (n x n) when there are fewer images than features
-        evals, evecs = torch.linalg.eigh((x @ x.T if dual else x.T @ x).double())
-        keep = evals > 1e-10 * evals.max().clamp_min(1e-300)  # the rank of X
+        self.mean = x.mean(0, dtype=torch.float64)  # ~0: the features come standardized
+        evals, evecs = torch.linalg.eigh(self._gram(dual))
+        tol = max(self.n, self.d) * torch.finfo(torch.float64).eps
+        keep = evals > tol * evals.max().clamp_min(1e-300)  # the rank of X
         self.evals = evals[keep]
         evecs = evecs[:, keep]
         self.dual = dual
-        self.u = evecs if dual else (x.double() @ evecs) / self.evals.sqrt()  # n x r, orthonormal columns
+        if dual:
+            self.u = evecs  # n x r, orthonormal columns
+        else:  # U = Xc V / s, a slice of rows at a time
+            step = max(1, (4 << 20) // self.d)
+            rows = [self._centered(rows=slice(i, i + step)) @ evecs for i in range(0, self.n, step)]
+            self.u = torch.cat(rows) / self.evals.sqrt()
         self.v = None if dual else evecs  # d x r; in the dual, X^T U / s (never formed)
         self.ut = self.u.T @ self.t
         self.outside = self.t - self.u @ self.ut  # the targets' part no strength can fit
@@ -104,6 +120,24 @@ class Ridge:
         # its label from theirs, even a random one.
         self.leverage_rest = (1 - (self.u**2).sum(1) - 1 / self.n).clamp_min(0.0)
         self.scale = float(self.evals.mean()) if len(self.evals) else 1.0
+
+    def _centered(self, rows: slice = slice(None), cols: slice = slice(None)) -> torch.Tensor:
+        """A block of X, centered on the training mean, in float64."""
+        return self.x[rows, cols].double() - self.mean[cols]
+
+    def _gram(self, dual: bool) -> torch.Tensor:
+        """Xc Xc^T (dual) or Xc^T Xc of the centered X, in float64, a slice of ~32 MB at a time."""
+        size = min(self.n, self.d)
+        gram = torch.zeros((size, size), dtype=torch.float64, device=self.x.device)
+        step = max(1, (4 << 20) // size)
+        for k in range(0, self.d if dual else self.n, step):
+            if dual:
+                xc = self._centered(cols=slice(k, k + step))
+                gram.addmm_(xc, xc.T)
+            else:
+                xc = self._centered(rows=slice(k, k + step))
+                gram.addmm_(xc.T, xc)
+        return gram
 
     def loo(self, lam: float) -> torch.Tensor:
         """Leave-one-out scores of every training image, for strength ``lam``."""
