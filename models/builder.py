@@ -222,13 +222,16 @@ def build_model(
 ) -> SLMNet:
     """Check ``arch`` with the dry shape pass, then build it with weights drawn from ``seed``.
 
-    The global torch RNG is left as it was: initialization uses a forked state.
+    The weights are drawn on the CPU, from the CPU generator seeded with ``seed`` and
+    restored afterwards; no other generator is touched (``torch.manual_seed`` would seed every
+    GPU's too, even one CUDA has not started yet), so that a trial's batch order,
+    augmentation and dropout depend on its own seeding, not on the builder's.
     """
     plan = plan_model(arch, input_shape, n_classes, limits)
     stages: dict[str, list[nn.Module]] = OrderedDict()
     shape = plan.input_shape
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)
         for (name, _, op, params, padding), step in zip(_ops(arch), plan.steps, strict=False):
             stages.setdefault(name.split(".")[0], []).append(op(shape[0], padding, **params))
             shape = step.out_shape

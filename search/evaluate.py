@@ -235,7 +235,8 @@ def train(
     """Train ``model`` (on the data's device) for ``recipe["epochs"]``; returns the per-epoch history.
 
     Randomness (batch order, augmentation, dropout) comes from the global torch RNG,
-    which the caller seeds; raises Diverged on a NaN/inf loss, and KeyboardInterrupt at the
+    which the caller seeds (:func:`seeded`); the batch order is drawn on the CPU, so a seed
+    gives the same batches on a CPU and a GPU; raises Diverged on a NaN/inf loss, and KeyboardInterrupt at the
     first step after ``should_stop()`` turns true (Ctrl-C); ``check_time`` raises TrialTimeout
     at the step after the trial's time is up.
     """
@@ -254,7 +255,7 @@ def train(
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        perm = torch.randperm(n, device=device)
+        perm = torch.randperm(n).to(device)  # from the CPU generator: the same order on any device
         loss_sum = torch.zeros((), device=device)
         for step in range(steps):
             if should_stop is not None and should_stop():
@@ -374,12 +375,14 @@ def failures(result: TrialResult) -> Iterator[None]:
     except Exception as e:  # any other error is this trial's failure, not the campaign's
         result.outcome, result.reason = "failed", error_line(e)
         result.traceback = traceback.format_exc()
+        result.device_error = is_device_error(e)
 
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """The global torch RNG seeded for one trial (weights, batch order, augmentation, dropout),
-    and restored afterwards."""
+    """The global torch RNGs (the CPU's and the trial's GPU's) seeded for one trial (batch
+    order, augmentation, dropout), and restored afterwards; the weights come from the seed
+    given to ``build_model``."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield

@@ -88,20 +88,12 @@ def retrain(
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
         config["training"]["epochs"] = epochs or 2 * config["training"]["epochs"]
         tags = {TAG + "source_run": record.run_id}
-        run = campaign.start_trial(
-            record.trial,
-            1,
-            config,
-            record.vals,
-            trial_seed(seed, record.trial),
-            device_name(dev),
-            "final",
-            tags,
-        )
+        own = trial_seed(seed, record.trial)  # the trial's: its initial weights and batch order
+        run = campaign.start_trial(record.trial, 1, config, record.vals, own, device_name(dev), "final", tags)
         t0 = time.perf_counter()
         try:
-            with seeded(trial_seed(seed, record.trial), dev):
-                model = build_model(config["architecture"], data.input_shape, data.n_classes)
+            with seeded(own, dev):
+                model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
                 model = model.to(dev, memory_format=torch.channels_last)
                 train(model, config["training"], data, run.log_epoch)
             test_acc, test_loss = validate(model, data.x_test, data.y_test, _amp(dev)[0])  # once

@@ -71,6 +71,21 @@ def test_weights_come_from_the_seed_and_leave_global_rng_alone(ht_l3_1st):
     assert not torch.equal(a["features.l1.0.weight"], c["features.l1.0.weight"])
 
 
+def test_the_builder_leaves_every_generator_as_it_found_it(ht_l3_1st, monkeypatch):
+    """Only the CPU generator draws the weights, and it is restored; a GPU's generator is never
+    seeded (torch.manual_seed would seed it, or queue the seed for when CUDA starts), so a
+    trial's batch order, augmentation and dropout on a GPU depend on its own seeding."""
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: seeded.append(("all", s)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda s: seeded.append(("one", s)))
+    torch.manual_seed(5)  # (recorded too: the test's own seeding)
+    seeded.clear()
+    before = torch.random.get_rng_state()
+    build_model(ht_l3_1st, (1, 200, 200), 10, seed=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert seeded == []
+
+
 def test_random_uniform_zm_un_filters_are_zero_mean_unit_norm_and_frozen(ht_l3_1st):
     model = build_model(ht_l3_1st, (1, 200, 200), 10)
     w = model.features.l2[0].weight  # (128, 64, 5, 5)

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from search.cli import main
 from search.data import load_data
@@ -159,6 +160,29 @@ def test_registry_round_trip(campaign_runs, tmp_path, capsys, monkeypatch):
     # the registration run sits in the campaign's experiment, not among its trials
     campaign = open_store(campaign_runs, None).require("tiny")
     assert len(campaign.trials()) == 2
+
+
+def test_a_retrained_model_starts_from_its_trials_initial_weights(tiny, runs, monkeypatch):
+    """Same seed, same start: the retrain builds each model from its trial's seed."""
+    import search.evaluate
+    import search.retrain
+
+    initial = {"trial": [], "final": []}
+
+    def spy(kind, real):
+        def train(model, *args, **kwargs):
+            initial[kind].append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return real(model, *args, **kwargs)
+
+        return train
+
+    monkeypatch.setattr(search.evaluate, "train", spy("trial", search.evaluate.train))
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "1", "-q"]) == 0
+    monkeypatch.setattr(search.retrain, "train", spy("final", search.retrain.train))
+    assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0
+    (trial,), (final,) = initial["trial"], initial["final"]
+    assert trial.keys() == final.keys()
+    assert all(torch.equal(trial[k], final[k]) for k in trial)
 
 
 def test_retrain_tests_once_logs_final_runs_and_export_prefers_them(campaign_runs, tmp_path, capsys):
