@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import sys
 import time
 import uuid
 from typing import Any
@@ -49,21 +50,51 @@ class Cluster:
             ) from None
         self.resources = {"GPU": gpu} if gpu else {}
         self.limit = workers
+        self.warned: set[str] = set()  # workers said to run several GPU trials as threads
+        crowded = self._threaded_gpu_workers()
+        if crowded:
+            self.client.close()
+            raise UserError(
+                f"--dask {address}: {crowded[0]} runs {crowded[1]} threads with a GPU resource; trials "
+                "that share a worker process share its random generators and mix their seeds. Start "
+                "one single-thread worker per trial slot instead (for two trials per GPU, two workers "
+                "with `--nthreads 1 --resources GPU=0.5`)"
+            )
         self.topic = f"archsearch-{uuid.uuid4().hex[:12]}"
         self.inbox: queue.Queue = queue.Queue()
         self.client.subscribe_topic(self.topic, lambda event: self.inbox.put(("event", event[1])))
         self.jobs: dict[str, Job] = {}
         self.futures: dict[str, Any] = {}
         self.running_on: dict[str, str] = {}  # key -> host:pid of the latest start
+        self.address_of: dict[str, str] = {}  # key -> the Dask address of that worker
         self._capacity, self._capacity_at = 1, -math.inf
 
     def describe(self) -> str:
         n = len(self.client.scheduler_info().get("workers", {}))
         return f"on the Dask cluster {self.address} ({n} workers, {self.capacity()} trials at once)"
 
+    def _threaded_gpu_workers(self) -> tuple[str, int] | None:
+        """(address, threads) of a worker that would run several GPU trials as threads of one
+        process, new since the last call (None: none)."""
+        if not self.resources:
+            return None
+        for addr, w in self.client.scheduler_info().get("workers", {}).items():
+            if addr not in self.warned and w.get("nthreads", 1) > 1 and w.get("resources", {}).get("GPU"):
+                self.warned.add(addr)
+                return addr, w["nthreads"]
+        return None
+
     def capacity(self) -> int:
         """Trials the cluster can run at once (its threads, or its GPU shares), at most --workers."""
         if time.monotonic() - self._capacity_at >= CAPACITY_EVERY:
+            crowded = self._threaded_gpu_workers()  # one that joined since the campaign started
+            if crowded:
+                print(
+                    f"archsearch: warning: Dask worker {crowded[0]} runs {crowded[1]} threads with a GPU "
+                    "resource: trials packed on it share one process and mix their seeds; start "
+                    "single-thread workers (--nthreads 1)",
+                    file=sys.stderr,
+                )
             slots = 0
             for w in self.client.scheduler_info().get("workers", {}).values():
                 n = w.get("nthreads", 1)
@@ -90,6 +121,7 @@ class Cluster:
     def cancel(self, key: str) -> None:
         self.jobs.pop(key, None)
         self.running_on.pop(key, None)
+        self.address_of.pop(key, None)
         future = self.futures.pop(key, None)
         if future is not None:
             future.cancel()
@@ -125,6 +157,7 @@ class Cluster:
                 if key not in self.jobs:  # cancelled: no more attempts
                     return
             self.running_on[key] = msg["where"]
+            self.address_of[key] = msg.get("address", "")
             handle(Event("started", key, where=msg["where"], device=msg["device"]))
         elif msg["kind"] == "epoch" and self.running_on.get(key) == msg["where"]:
             handle(Event("epoch", key, epoch=msg["epoch"], metrics=msg["metrics"]))
@@ -152,7 +185,21 @@ class Cluster:
         self.jobs.pop(key, None)
         self.futures.pop(key, None)
         self.running_on.pop(key, None)
+        address = self.address_of.pop(key, "")
+        if result.device_error and address:
+            result.reason = f"{result.reason} ({self._restart(address)})"
         handle(Event("done", key, result=result))
+
+    def _restart(self, address: str) -> str:
+        """Replace a worker process whose GPU failed (its nanny starts a new one), or, without a
+        nanny, retire it so that it gets no more trials; returns what was done."""
+        try:
+            self.client.restart_workers([address], timeout=60)
+            return f"its Dask worker {address} was restarted"
+        except Exception:  # no nanny, or the worker is gone already
+            with contextlib.suppress(Exception):
+                self.client.retire_workers([address], close_workers=True)
+            return f"its Dask worker {address} has no nanny to restart it, so it was retired"
 
     def close(self) -> None:
         """Cancel what runs and leave the cluster (it stays up for other campaigns)."""
@@ -180,7 +227,7 @@ def _run_task(job: Job, topic: str) -> TrialResult | None:
         state = worker.state.tasks.get(task)
         return state is None or state.state in ("cancelled", "released", "forgotten")
 
-    send("started", device=device_of(job))
+    send("started", device=device_of(job), address=worker.address)
     try:
         return run_job(
             job,

@@ -63,6 +63,7 @@ class TrialResult:
     device: str = "cpu"
     state_dict: dict[str, torch.Tensor] | None = None  # on the CPU; finished trials only
     extra: dict[str, float] = field(default_factory=dict)  # metrics of one evaluator (screening: features)
+    device_error: bool = False  # a CUDA error that leaves this process unable to use its GPU
 
     @property
     def loss(self) -> float | None:
@@ -85,6 +86,22 @@ class TrialResult:
             **self.extra,
         }
         return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(v)}
+
+
+class DeviceFailed(UserError):
+    """The GPU of this process failed (a CUDA error other than out of memory); nothing more can
+    run on it here."""
+
+
+def is_device_error(e: BaseException) -> bool:
+    """A CUDA error other than out of memory (a device-side assert, an illegal address): after
+    it every CUDA call of the process fails, so the process must be replaced."""
+    if "out of memory" in str(e):
+        return False
+    accelerator_error = getattr(torch, "AcceleratorError", None)  # torch >= 2.8
+    if accelerator_error is not None and isinstance(e, accelerator_error):
+        return True
+    return isinstance(e, RuntimeError) and str(e).startswith("CUDA error")
 
 
 class Diverged(RuntimeError):
@@ -398,7 +415,13 @@ def error_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".splitlines()[0][:500]
 
 
-def release_memory(device: torch.device) -> None:
-    gc.collect()
+def release_memory(device: torch.device, collect: bool = True) -> None:
+    """Free what a trial left: with ``collect``, its tensors held in reference cycles (a failed
+    trial's traceback holds its frames; a full collection takes ~0.3 s in a process that has
+    imported torch and MLflow, too much after every trial), then the GPU's cached blocks. Never
+    raises: after a CUDA error the device refuses every call, and the failure is recorded."""
+    if collect:
+        gc.collect()
     if device.type == "cuda":
-        torch.cuda.empty_cache()
+        with contextlib.suppress(Exception):
+            torch.cuda.empty_cache()

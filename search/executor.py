@@ -39,9 +39,12 @@ import torch
 
 from .data import Data, DataError, load_data
 from .errors import UserError
-from .evaluate import TrialResult, device_name, evaluate, resolve_device
+from .evaluate import DeviceFailed, TrialResult, device_name, evaluate, release_memory, resolve_device
 
 Handler = Callable[["Event"], None]
+GPU_RESERVE = 0.05  # of a shared GPU's memory left out of the trials' shares (CUDA contexts, others)
+WORKER_MEMORY = 350 << 20  # bytes a worker process takes with torch loaded, before its trial's data
+ALLOC_CONF = "expandable_segments:True"  # the allocator of workers on a GPU: trials come in every size
 
 
 @dataclass(frozen=True)
@@ -119,15 +122,18 @@ def run_job(
         data = worker_data(job.data, device)
     except (UserError, OSError) as e:
         return TrialResult("failed", reason=f"the worker on {where()} cannot run trials: {e}")
-    return job.fn(
-        job.config,
-        data,
-        seed=job.seed,
-        limits=job.limits,
-        on_epoch=on_epoch,
-        should_stop=should_stop,
-        timeout=job.timeout,
-    )
+    try:
+        return job.fn(
+            job.config,
+            data,
+            seed=job.seed,
+            limits=job.limits,
+            on_epoch=on_epoch,
+            should_stop=should_stop,
+            timeout=job.timeout,
+        )
+    finally:
+        release_memory(device, collect=False)  # the next trial starts with the GPU's cache empty
 
 
 def where() -> str:
@@ -157,6 +163,60 @@ def visible_gpus() -> list[str]:
     if listed:
         return [g.strip() for g in listed.split(",") if g.strip()][: torch.cuda.device_count()]
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (MemAvailable; None where unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def worker_limit(device: str, per_gpu: int = 1) -> tuple[int, str]:
+    """The most worker processes this machine runs at once, and what sets that limit: its cores
+    (CPU) or its GPUs x trials per GPU, and the memory a worker takes."""
+    if device == "cuda":
+        gpus = len(visible_gpus())
+        limit, why = gpus * per_gpu, f"{gpus} GPU{'s' * (gpus != 1)} x {per_gpu} trials per GPU"
+    else:
+        limit = cpu_count()
+        why = f"{limit} CPU core{'s' * (limit != 1)}"
+    memory = available_memory()
+    if memory is not None and memory // WORKER_MEMORY < limit:
+        limit = max(1, memory // WORKER_MEMORY)
+        why = f"{memory / 2**30:.1f} GiB of free memory, at ~{WORKER_MEMORY >> 20} MB a worker"
+    return limit, why
+
+
+def gpu_share(per_gpu: int) -> float:
+    """The fraction of its GPU's memory that each of ``per_gpu`` trials packed on it may take."""
+    return (1 - GPU_RESERVE) / per_gpu if per_gpu > 1 else 1.0
+
+
+def prepare_gpu(per_gpu: int) -> None:
+    """Set up a worker process that trains on one GPU, before CUDA starts: the expandable-segments
+    allocator (unless the user chose one) and, with ``per_gpu`` > 1 trials packed on the GPU, this
+    worker's share of its memory, so that a trial that runs out of memory ran out of its own."""
+    if not any(os.environ.get(v) for v in ("PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")):
+        os.environ["PYTORCH_ALLOC_CONF"] = ALLOC_CONF
+    if per_gpu > 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(gpu_share(per_gpu), 0)
+
+
+def shared_oom(result: TrialResult, gpu: str, per_gpu: int, neighbours: int) -> TrialResult:
+    """A trial that ran out of memory on a GPU it shared, said so in its reason."""
+    if result.outcome == "failed" and (result.reason or "").startswith("out of memory"):
+        result.reason = (
+            f"out of memory in its share of GPU {gpu} ({gpu_share(per_gpu):.0%}, {per_gpu} trials packed), "
+            f"while {neighbours} other trial{'s' * (neighbours != 1)} ran there: "
+            + (result.reason or "").removeprefix("out of memory: ")
+        )
+    return result
 
 
 def assign_gpus(workers: int, gpus: list[str], per_gpu: int = 1) -> list[str | None]:
@@ -217,7 +277,11 @@ class Inline:
             if self.stopping == job.key and not self.should_stop():
                 return  # stopped by the driver, which has recorded it
             raise
+        finally:
+            release_memory(self.data.x_train.device, collect=False)
         handle(Event("done", job.key, result=result))
+        if result.device_error:  # recorded as failed; no later trial could use this process's GPU
+            raise DeviceFailed(f"trial {job.key} left the GPU of this process unusable ({result.reason})")
 
     def close(self) -> None:
         self.job = None
@@ -247,7 +311,7 @@ class Processes:
     def __init__(self, workers: int, *, device: str, threads: int | None, per_gpu: int = 1):
         self.ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
         gpus = visible_gpus() if device != "cpu" else []
-        self.gpus = gpus
+        self.gpus, self.per_gpu = gpus, per_gpu
         self.threads = threads or max(1, cpu_count() // workers)
         self.slots = [_Slot(i, gpu) for i, gpu in enumerate(assign_gpus(workers, gpus, per_gpu))]
         self.closed = False
@@ -265,7 +329,7 @@ class Processes:
         ours, theirs = self.ctx.Pipe()
         slot.process = self.ctx.Process(
             target=_worker_main,
-            args=(theirs, slot.gpu, self.threads),
+            args=(theirs, slot.gpu, self.threads, self.per_gpu),
             name=f"archsearch-worker-{slot.index}",
             daemon=True,
         )
@@ -329,9 +393,20 @@ class Processes:
                 handle(Event("epoch", key, epoch=payload[0], metrics=payload[1]))
             else:
                 slot.job = None
-                handle(Event("done", key, result=payload))
+                handle(Event("done", key, result=self._finished(slot, payload)))
             if not drain:
                 return
+
+    def _finished(self, slot: _Slot, result: TrialResult) -> TrialResult:
+        """A worker's result, with what only the driver knows: whether it shared its GPU; a
+        worker whose GPU failed is replaced before it gets another trial."""
+        if slot.gpu is not None and self.per_gpu > 1:
+            neighbours = sum(1 for s in self.slots if s is not slot and s.gpu == slot.gpu and s.job)
+            result = shared_oom(result, slot.gpu, self.per_gpu, neighbours)
+        if result.device_error:
+            self._replace(slot)
+            result.reason = f"{result.reason} (its worker process was replaced)"
+        return result
 
     def _lost(self, slot: _Slot, handle: Handler) -> None:
         job, code, pid = slot.job, slot.process.exitcode, slot.process.pid
@@ -378,12 +453,14 @@ def _stop(process: Any) -> None:
         process.join()
 
 
-def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
-    """A worker process: run the jobs the driver sends, one at a time, until told to stop."""
+def _worker_main(conn: Any, gpu: str | None, threads: int, per_gpu: int = 1) -> None:
+    """A worker process: run the jobs the driver sends, one at a time, until told to stop (or
+    until its GPU fails: the driver replaces it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the driver acts on it
     _die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # read when CUDA starts, which is later
+        prepare_gpu(per_gpu)
     torch.set_num_threads(threads)
     parent = os.getppid()
     me = where()
@@ -425,6 +502,8 @@ def _worker_main(conn: Any, gpu: str | None, threads: int) -> None:
                 return  # the driver is gone
             continue  # stopped (pruned): the driver has recorded it
         send("done", job.key, result)
+        if result.device_error:
+            return  # this process's GPU is unusable: the driver starts another
 
 
 def _die_with_parent() -> None:

@@ -21,8 +21,8 @@ from .compile import CompiledSpace, OutsideSpace
 from .data import Data, load_data
 from .driver import Interrupts, run_campaign, trial_seed
 from .errors import UserError
-from .evaluate import device_name, evaluate, planned, resolve_device
-from .executor import DataSpec, Inline, Job, Processes, visible_gpus
+from .evaluate import DeviceFailed, device_name, evaluate, planned, resolve_device
+from .executor import DataSpec, Inline, Job, Processes, visible_gpus, worker_limit
 from .progress import Progress, duration
 from .results import latest_attempts
 from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
@@ -95,6 +95,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     progress = Progress(settings.quiet, parallel=executor.capacity())
 
     status, t0 = "FAILED", time.monotonic()
+    resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
     try:
         if campaign is None:
             campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
@@ -154,9 +155,11 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
-        resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
         progress.finish(f"interrupted: the current trials are marked KILLED; resume with `{resume}`")
         return 130
+    except DeviceFailed as e:  # the trial is recorded; a new process gets a working GPU
+        status = "KILLED"
+        raise UserError(f"{e}; the campaign stopped: resume it with `{resume}`") from None
     finally:
         interrupts.restore()
         executor.close()
@@ -258,6 +261,12 @@ def make_executor(settings: Settings, data: Data, interrupts: Interrupts) -> tup
         workers = settings.workers or len(visible_gpus()) * per_gpu
     else:
         workers = settings.workers or 1
+    limit, why = worker_limit(device.type, per_gpu)
+    if workers > limit and not settings.oversubscribe:
+        raise UserError(
+            f"--workers {workers}: this machine runs at most {limit} worker process{'es' * (limit != 1)} "
+            f"({why}); use --workers {limit}, or add --oversubscribe to start {workers} anyway"
+        )
     executor = Processes(workers, device=device.type, threads=settings.threads, per_gpu=per_gpu)
     return executor, f"{device.type} (worker processes)", device.type
 

@@ -67,6 +67,7 @@ class Settings:
     data_dir: Path | None = None  # where to look for dataset files before the cache
     quiet: bool = False
     workers: int | None = None  # --workers: trials at once in worker processes (None: in this process)
+    oversubscribe: bool = False  # --oversubscribe: more worker processes than the machine runs well
     trials_per_gpu: int | None = None  # --trials-per-gpu
     dask: str | None = None  # --dask: a Dask scheduler's address
     threads: int | None = None  # --threads-per-trial: torch CPU threads of each trial

@@ -194,6 +194,67 @@ def test_a_trial_whose_worker_always_dies_is_failed_after_three_attempts(tiny, r
     assert "lost 3 times, so not run again" in last["archsearch.reason"]
 
 
+def cuda_error_once(config, data, **kwargs):
+    """The first trial (in any process) hits a CUDA error as a device-side assert gives; later
+    trials train as usual. The trial's own error handling sees the error, as on a GPU."""
+    from search import evaluate
+
+    mark = Path(os.environ["ARCHSEARCH_TEST_MARK"])
+    if not mark.exists():
+        mark.write_text(str(os.getpid()))
+
+        def broken(*args, **kw):
+            raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
+
+        real, evaluate.train = evaluate.train, broken
+        try:
+            return evaluate.evaluate(config, data, **kwargs)
+        finally:
+            evaluate.train = real
+    return evaluate.evaluate(config, data, **kwargs)
+
+
+def test_a_cuda_error_fails_the_trial_and_the_next_runs_in_a_fresh_worker(tiny, runs, tmp_path, monkeypatch):
+    from search.run import launch, open_store
+    from search.settings import resolve
+
+    monkeypatch.setenv("ARCHSEARCH_TEST_MARK", str(tmp_path / "mark"))
+    settings = resolve(str(tiny), ["search.trials=2"], workers=1, runs=runs, quiet=True)
+    assert launch(settings, open_store(runs, None), evaluate_fn=cuda_error_once) == 0
+    first, second = run_records(runs, "tiny")
+    assert first.info.status == "FAILED" and second.info.status == "FINISHED"
+    reason = first.data.tags["archsearch.reason"]
+    assert reason.startswith("RuntimeError: CUDA error: device-side assert triggered")
+    assert reason.endswith("(its worker process was replaced)")
+    pid = int((tmp_path / "mark").read_text())
+    assert first.data.tags["archsearch.worker"].endswith(f":{pid}")
+    assert not second.data.tags["archsearch.worker"].endswith(f":{pid}")  # a fresh process
+    assert second.data.tags["archsearch.attempt"] == "1"  # not a retry: nothing was lost
+
+
+def test_a_cuda_error_inline_stops_the_campaign_with_a_line_that_says_to_resume(
+    tiny, runs, tmp_path, monkeypatch, capsys
+):
+    from search.cli import main as cli
+    from search.run import launch, open_store
+    from search.settings import resolve
+
+    monkeypatch.setenv("ARCHSEARCH_TEST_MARK", str(tmp_path / "mark"))
+    settings = resolve(str(tiny), ["search.trials=2"], runs=runs, quiet=True)
+    with pytest.raises(Exception) as caught:
+        launch(settings, open_store(runs, None), evaluate_fn=cuda_error_once)
+    message = str(caught.value)
+    assert "trial 0 left the GPU of this process unusable (RuntimeError: CUDA error:" in message
+    resume = f"archsearch run --resume tiny --runs {runs}"
+    assert message.endswith(f"the campaign stopped: resume it with `{resume}`")
+    (only,) = run_records(runs, "tiny")
+    assert only.info.status == "FAILED"
+    _, parent = campaign_of(client_for(runs), "tiny")
+    assert parent.info.status == "KILLED"
+    assert cli(["run", "--resume", "tiny", "--runs", str(runs), "-q"]) == 0  # the next trial runs
+    assert [r.info.status for r in run_records(runs, "tiny")] == ["FAILED", "FINISHED"]
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
