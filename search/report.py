@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .errors import UserError
 from .results import METRICS, driver_alive, latest_attempts, leaderboard, varying
@@ -211,6 +211,17 @@ def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     return ticks if len(ticks) >= 2 else [lo, hi]
 
 
+def _log_x(ax: Any, lo: float, hi: float) -> None:
+    """A log-scale x axis for values in [lo, hi] with labelled ticks: the powers of ten, or, within
+    less than two decades (which may hold none), 1, 2 and 5 times them (else the ends)."""
+    ax.set_xscale("log")
+    if hi < 100 * lo:
+        ticks = [t for t in LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi) if lo <= t <= hi]
+        ax.xaxis.set_major_locator(FixedLocator(ticks if len(ticks) >= 2 else [lo, hi]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 # the panels of plot_params, in inches: cell size, the plot box inside a cell, the margins
 _CELL_W, _CELL_H = 2.4, 1.8
 _BOX = (0.12, 2.3, 0.3, 1.45)  # left, right, top, bottom of the plot box within its cell
@@ -364,9 +375,7 @@ def plot_pareto(snap: Snapshot, path: Path) -> Path | None:
         for i in front:
             ax.annotate(f"t{trials[i]:03d}", (x[i], y[i]), xytext=(3, -9), textcoords="offset points",
                         fontsize=7, color=_COLORS[1])  # fmt: skip
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        _log_x(ax, float(x.min()), float(x.max()))
         ax.set_xlabel(f"{label} (log scale)")
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3, which="both")

@@ -138,8 +138,9 @@ def varying(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's key columns and the config columns whose values differ between rows."""
     keep = ["trial", "name", *METRICS]
     fixed = set(keep) | {"outcome", "source", "reason", "run_id"}
-    # a setting only some rows have (a layer of the deeper nets) counts when its values differ
-    params = [c for c in df.columns if c not in fixed and df[c].astype(str).nunique() > 1]
+    # a setting only some rows have (a layer of the deeper nets) differs between the rows that
+    # have it and those that do not: a missing value is a value here
+    params = [c for c in df.columns if c not in fixed and df[c].astype(str).nunique(dropna=False) > 1]
     cols = [c for c in keep if c in df.columns] + params
     if "source" in df.columns and df["source"].notna().any():
         cols.append("source")  # given first: --warm-start, --points

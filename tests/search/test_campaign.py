@@ -364,6 +364,26 @@ def test_status_and_leaderboard_show_values_not_indices(tiny, runs, capsys):
     assert "val_acc" in table and "l1 f" in table
 
 
+def test_the_leaderboard_table_keeps_the_layers_only_some_rows_have():
+    """One- and two-layer trials: l2.* is there for some rows and missing (shown "-") for the
+    others, which is a difference, even where the two-layer rows agree."""
+    import pandas as pd
+
+    from search.results import METRICS, varying
+
+    rows = [
+        {"trial": 0, "depth": 1, "l1.filters.count": 8},
+        {"trial": 1, "depth": 2, "l1.filters.count": 8, "l2.filters.count": 16},
+        {"trial": 2, "depth": 2, "l1.filters.count": 8, "l2.filters.count": 16},
+    ]
+    common = {"outcome": "ok", "name": "-", **{m: 0.5 for m in METRICS}, "source": None, "reason": None}
+    df = pd.DataFrame([{**common, **r} for r in rows])
+    view = varying(df)
+    assert "l2.filters.count" in view.columns and "depth" in view.columns
+    assert "l1.filters.count" not in view.columns  # the same in every row
+    assert list(view["l2.filters.count"]) == ["-", 16, 16]
+
+
 # ---------------------------------------------------------------- user errors: one line, exit code 2
 
 

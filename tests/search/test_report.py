@@ -156,3 +156,21 @@ def test_a_running_campaign_keeps_its_plots_fresh(tiny, runs, monkeypatch):
     campaign = open_store(runs, None).require("tiny")
     listed = {f.path for f in campaign.client.list_artifacts(campaign.run_id, "plots")}
     assert "plots/best_so_far.png" in listed
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(14e3, 64e3), (14e3, 19e3), (2e3, 3e6)])
+def test_a_log_axis_has_labelled_ticks_within_its_data_even_inside_one_decade(lo, hi):
+    """quickstart's parameters span 14k to 64k: no power of ten falls inside, yet the Pareto plot
+    must say what its x axis measures."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure()
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.scatter([lo, hi], [0.5, 0.9])
+    report._log_x(ax, lo, hi)
+    fig.canvas.draw()
+    inside = [t for t in ax.get_xticklabels() if t.get_text() and lo <= t.get_position()[0] <= hi]
+    assert len(inside) >= 2, [t.get_text() for t in ax.get_xticklabels()]
+    assert all(re.fullmatch(r"[0-9.]+[kMG]?", t.get_text()) for t in inside)
