@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -49,6 +50,19 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
     return value
+
+
+def check_runs(text: str) -> None:
+    """Make the --runs folder, or refuse one that cannot be made (a file, under a file, no right)."""
+    path = Path(text)
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise UserError(f"--runs {text}: {where}, not a folder; give a folder for the store and data")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--runs {text}: cannot create that folder ({e.strerror or e})") from None
 
 
 def _si(n: float) -> str:
@@ -141,6 +155,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "quiet": args.quiet,
         "workers": args.workers,
+        "oversubscribe": args.oversubscribe,
         "trials_per_gpu": args.trials_per_gpu,
         "dask": args.dask,
         "threads": args.threads_per_trial,
@@ -505,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run trials on a Dask cluster, e.g. tcp://host:8786 (README: Running on several machines)",
     )
     where.add_argument(
+        "--oversubscribe",
+        action="store_true",
+        help="start --workers W even when W is more than this machine's cores (GPUs x trials per GPU) "
+        "or its free memory holds",
+    )
+    where.add_argument(
         "--threads-per-trial",
         type=_positive_int,
         metavar="N",
@@ -775,6 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "runs", None) is not None:
+            check_runs(args.runs)
         return args.func(args)
     except UserError as e:
         if args.debug:
@@ -784,15 +807,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading (| head)
+        # what is still buffered would fail again when Python flushes stdout at exit
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as e:
         if args.debug or not type(e).__module__.startswith("mlflow."):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         print(f"archsearch: error: the tracking store refused a request: {first}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into a command that stopped reading (| head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 if __name__ == "__main__":

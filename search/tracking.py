@@ -242,7 +242,10 @@ class Store:
         self.runs = Path(runs)
         self.local = uri.startswith("sqlite:")
         if self.local:
-            self.runs.mkdir(parents=True, exist_ok=True)
+            try:
+                self.runs.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"--runs {runs}: cannot create that folder ({e.strerror or e})") from None
             if not event.contains(Engine, "connect", _sqlite_pragmas):
                 event.listen(Engine, "connect", _sqlite_pragmas)
         self.client = Patient(MlflowClient(tracking_uri=uri), uri, patience)

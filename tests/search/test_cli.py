@@ -9,6 +9,7 @@ import pytest
 
 from search.cli import main
 from tests.conftest import ROOT
+from tests.search.test_campaign import client_for
 
 
 def run(*args, cwd=ROOT):
@@ -170,3 +171,74 @@ def test_data_get_verifies_and_fails_in_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("archsearch: error: mnist:") and len(err.strip().splitlines()) == 1
     assert not any((tmp_path / "data").rglob("*"))  # nothing partial left behind
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--workers", "100000"], "--workers 100000: this machine runs at most "),
+        (["--workers", "100000", "--oversubscribe", "--device", "cuda"], "--device cuda: torch sees no CUDA"),
+    ],
+)
+def test_more_workers_than_the_machine_runs_is_refused_before_anything_starts(
+    tiny, runs, capsys, monkeypatch, flags, message
+):
+    import search.executor
+
+    def never(*args, **kwargs):
+        raise AssertionError("no worker process may start")
+
+    monkeypatch.setattr(search.executor.Processes, "__init__", never)
+    assert main(["run", str(tiny), "--runs", str(runs), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    if "--oversubscribe" not in flags:
+        assert "use --workers " in err and "or add --oversubscribe to start 100000 anyway" in err
+    assert client_for(runs).get_experiment_by_name("tiny") is None  # no campaign was created
+
+
+def test_the_worker_limit_counts_cores_gpus_and_memory(monkeypatch):
+    from search import executor
+
+    monkeypatch.setattr(executor, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executor, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(executor, "available_memory", lambda: 64 << 30)
+    assert executor.worker_limit("cpu") == (2, "2 CPU cores")
+    assert executor.worker_limit("cuda", 4) == (8, "2 GPUs x 4 trials per GPU")
+    monkeypatch.setattr(executor, "available_memory", lambda: 1 << 30)
+    assert executor.worker_limit("cuda", 4) == (2, "1.0 GiB of free memory, at ~350 MB a worker")
+
+
+@pytest.mark.parametrize(
+    ("runs", "message"),
+    [
+        ("/etc/passwd", "--runs /etc/passwd: is a file, not a folder"),
+        ("/etc/passwd/x", "--runs /etc/passwd/x: is under /etc/passwd, which is a file, not a folder"),
+        ("/proc/x", "--runs /proc/x: cannot create"),
+    ],
+)
+@pytest.mark.parametrize("command", [["status", "qs"], ["run", "spaces/quickstart.yaml"], ["data", "list"]])
+def test_a_runs_folder_that_cannot_be_one_is_a_line_and_exit_code_2(
+    capsys, monkeypatch, runs, message, command
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert main([*command, "--runs", runs]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_output_into_a_pipe_that_closed_ends_quietly(capsys, monkeypatch):
+    """`archsearch ... | head -3`: the reader is gone; the command ends with code 0, no traceback."""
+    import io
+    import os
+
+    class Closed(io.TextIOBase):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self):
+            return os.open(os.devnull, os.O_WRONLY)
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["sample", str(ROOT / "spaces" / "quickstart.yaml"), "-n", "3"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
