@@ -523,9 +523,17 @@ def bench_overhead(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- evaluator
 
 
-def _default_dataset() -> str:
-    from .data import SYSTEM_DIR
+def _data_dir(args: argparse.Namespace) -> Path | None:
+    """--data-dir, where the benchmarks read the dataset's files (None: the cache, the system copy)."""
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else None
 
+
+def _default_dataset(data_dir: Path | None = None) -> str:
+    """fashion-mnist where its files are at hand (``data_dir``, the system copy), else digits."""
+    from .data import REMOTES, SYSTEM_DIR, _has_all
+
+    if data_dir is not None:
+        return "fashion-mnist" if _has_all(data_dir, REMOTES["fashion-mnist"]) else "digits"
     return "fashion-mnist" if (Path(SYSTEM_DIR) / "fashion-mnist").is_dir() else "digits"
 
 
@@ -583,7 +591,7 @@ def bench_evaluator(args: argparse.Namespace) -> int:
     env = _environment(device)
     space_path = args.space or "spaces/quickstart.yaml"
     space = resolve(space_path, list(args.set or []), name="bench").space
-    dataset = args.dataset or _default_dataset()
+    dataset = args.dataset or _default_dataset(_data_dir(args))
     subset = args.subset or (None if dataset == "digits" else 10000)
     t = time.perf_counter()
     data = load_data(
@@ -593,6 +601,7 @@ def bench_evaluator(args: argparse.Namespace) -> int:
         validation=space.data["validation"],
         split_seed=space.data["split_seed"],
         cache_dir=Path("runs/data"),
+        data_dir=_data_dir(args),
     ).to(device)
     load_seconds = time.perf_counter() - t
 
@@ -1093,7 +1102,7 @@ def bench_workers(args: argparse.Namespace) -> int:
         raise UserError("--trials-per-gpu: only with --device cuda; on CPU give --workers")
     defaults = WORKERS_GPU if gpu else WORKERS_CPU
     space_path = args.space or defaults["space"]
-    dataset = args.dataset or (None if gpu or args.space else _default_dataset())
+    dataset = args.dataset or (None if gpu or args.space else _default_dataset(_data_dir(args)))
     overrides = _workers_overrides(args, defaults, dataset)
     levels = list(dict.fromkeys((args.trials_per_gpu or [1, 2, 4]) if gpu else (args.workers or [1, 2])))
     resolved = resolve(space_path, overrides, name="bench")  # errors in the settings before any run
@@ -1119,6 +1128,7 @@ def bench_workers(args: argparse.Namespace) -> int:
                 device="cuda",
                 workers=level,
                 trials_per_gpu=level,
+                data_dir=_data_dir(args),
             )
             row = {
                 "trials_per_gpu": level,
@@ -1129,7 +1139,13 @@ def bench_workers(args: argparse.Namespace) -> int:
             }
         else:
             row = _timed_campaign(
-                space_path, overrides, f"bench-workers-{level}", device="cpu", workers=level, threads=1
+                space_path,
+                overrides,
+                f"bench-workers-{level}",
+                device="cpu",
+                workers=level,
+                threads=1,
+                data_dir=_data_dir(args),
             )
             row = {"workers": level, "threads_per_trial": 1, **row}
         # the share of the run's wall time the workers spent in trial runs
@@ -1435,7 +1451,9 @@ def _fraction(value: float | None, option: str) -> float | None:
 
 def _search_overrides(args: argparse.Namespace, defaults: dict, seed: int, extra: list[str]) -> list[str]:
     """A campaign of part tpe or pruning: the benchmark's settings, then the user's --set."""
-    dataset = args.dataset or (None if args.space else defaults["dataset"] or _default_dataset())
+    dataset = args.dataset or (
+        None if args.space else defaults["dataset"] or _default_dataset(_data_dir(args))
+    )
     overrides = [
         f"search.trials={args.trials or defaults['trials']}",
         f"search.seed={seed}",
@@ -1451,11 +1469,13 @@ def _search_overrides(args: argparse.Namespace, defaults: dict, seed: int, extra
     return overrides + defaults["overrides"] + extra + list(args.set or [])
 
 
-def _search_campaign(space_path: str, overrides: list[str], name: str, device: str) -> dict:
+def _search_campaign(
+    space_path: str, overrides: list[str], name: str, device: str, data_dir: Path | None = None
+) -> dict:
     """One campaign of `bench search` (inline, in a fresh runs folder): its trials in trial order,
     each trial's final val_acc (None unless it ended ok: stopped early, invalid or failed
     trials have no finished model), the seconds and epochs it trained."""
-    row = _timed_campaign(space_path, overrides, name, device=device)
+    row = _timed_campaign(space_path, overrides, name, device=device, data_dir=data_dir)
     trials = sorted(row["per_trial"], key=lambda t: t["trial"])
     return {
         "wall_seconds": row["wall_seconds"],
@@ -1495,7 +1515,9 @@ def _search_tpe(args: argparse.Namespace, seeds: list[int], device: str) -> dict
     for seed in seeds:
         for algo in ("tpe", "random"):
             overrides = _search_overrides(args, SEARCH_TPE, seed, [f"search.algo={algo}"])
-            r = _search_campaign(space_path, overrides, f"bench-search-{algo}-{seed}", device)
+            r = _search_campaign(
+                space_path, overrides, f"bench-search-{algo}-{seed}", device, _data_dir(args)
+            )
             runs[algo].append({"seed": seed, "overrides": overrides, **r})
             trained = sum(r["train_seconds"])
             print(
@@ -1667,7 +1689,9 @@ def _search_pruning(args: argparse.Namespace, seeds: list[int], device: str) -> 
     for seed in seeds:
         for rule in rules:
             overrides = overrides_for(seed, rule)
-            r = _search_campaign(space_path, overrides, f"bench-search-{rule}-{seed}", device)
+            r = _search_campaign(
+                space_path, overrides, f"bench-search-{rule}-{seed}", device, _data_dir(args)
+            )
             runs[rule].append({"seed": seed, "overrides": overrides, **r})
             print(
                 f"  {rule} seed {seed}: {len(r['val_acc'])} trials "
@@ -1818,7 +1842,7 @@ def _search_screen(args: argparse.Namespace, device: str) -> dict:
     """Part screen: models per hour of FG11's screening, HT-L3-1st on 200x200 images."""
     space_path = SEARCH_SCREEN["space"]
     models = args.screen_models or SEARCH_SCREEN["models"]
-    dataset = _default_dataset()
+    dataset = _default_dataset(_data_dir(args))
     images = args.subset or SEARCH_SCREEN["images"]
     overrides = [
         "training.mode=screen",
@@ -1841,7 +1865,9 @@ def _search_screen(args: argparse.Namespace, device: str) -> dict:
         f"{models} model{'s' if models > 1 else ''} on {device}",
         flush=True,
     )
-    row = _timed_campaign(space_path, overrides, "bench-search-screen", device=device)
+    row = _timed_campaign(
+        space_path, overrides, "bench-search-screen", device=device, data_dir=_data_dir(args)
+    )
     trials = sorted(row["per_trial"], key=lambda t: t["trial"])
     ok = [t for t in trials if t["outcome"] == "ok" and t["train_seconds"]]
     if not ok:
