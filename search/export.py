@@ -20,6 +20,7 @@ predictions. Nothing is written to ``--out`` unless every step succeeds.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import shutil
@@ -75,12 +76,14 @@ class Exported:
 
 @contextlib.contextmanager
 def _quiet(*loggers: str) -> Iterator[None]:
-    """Errors only from these loggers (the exporter reports every op set it skips)."""
+    """Errors only from these loggers (the exporter reports every op set it skips), and nothing
+    printed to stdout meanwhile (onnxscript 0.6 prints the rewrite rules it applied)."""
     saved = {name: logging.getLogger(name).level for name in loggers}
     for name in loggers:
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         for name, level in saved.items():
             logging.getLogger(name).setLevel(level)

@@ -52,3 +52,16 @@ HT_L3_1ST = {
 def ht_l3_1st() -> dict:
     """SLM.md's HT-L3-1st as an architecture dict, written out by hand."""
     return copy.deepcopy(HT_L3_1ST)
+
+
+def pytest_report_header(config):
+    """The versions this run tests (CI runs the suite on the newest releases and on the floors)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name in ("torch", "mlflow", "hyperopt", "numpy", "pandas", "dask", "onnxruntime"):
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} missing")
+    return "archsearch tested with " + ", ".join(found)

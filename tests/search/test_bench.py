@@ -272,7 +272,7 @@ def fake_search_campaigns(monkeypatch, results):
     """Stub the campaigns of `bench search`: ``results[(algo or rule, seed)]`` is what one returns."""
     calls = []
 
-    def campaign(space_path, overrides, name, device):
+    def campaign(space_path, overrides, name, device, data_dir=None):
         calls.append(overrides)
         keys = dict(o.split("=", 1) for o in overrides)
         which = keys["search.pruning.rule"] if "search.pruning.rule" in keys else keys["search.algo"]
