@@ -54,8 +54,9 @@ def ht_l3_1st() -> dict:
     return copy.deepcopy(HT_L3_1ST)
 
 
-def pytest_report_header(config):
-    """The versions this run tests (CI runs the suite on the newest releases and on the floors)."""
+def pytest_terminal_summary(terminalreporter):
+    """The versions this run tested, last (shown with -q too): CI runs the suite on the newest
+    releases and on the declared floors."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = []
@@ -64,4 +65,4 @@ def pytest_report_header(config):
             found.append(f"{name} {version(name)}")
         except PackageNotFoundError:
             found.append(f"{name} missing")
-    return "archsearch tested with " + ", ".join(found)
+    terminalreporter.write_line("archsearch tested with " + ", ".join(found))
