@@ -253,9 +253,9 @@ def train(
 
     Randomness (batch order, augmentation, dropout) comes from the global torch RNG,
     which the caller seeds (:func:`seeded`); the batch order is drawn on the CPU, so a seed
-    gives the same batches on a CPU and a GPU; raises Diverged on a NaN/inf loss, and KeyboardInterrupt at the
-    first step after ``should_stop()`` turns true (Ctrl-C); ``check_time`` raises TrialTimeout
-    at the step after the trial's time is up.
+    gives the same batches on a CPU and a GPU. Raises Diverged on a NaN/inf loss, and
+    KeyboardInterrupt at the first step after ``should_stop()`` turns true (Ctrl-C);
+    ``check_time`` raises TrialTimeout at the step after the trial's time is up.
     """
     device = data.x_train.device
     amp, scaled = _amp(device)

@@ -32,6 +32,7 @@ from .evaluate import TrialResult, cpu_state, deadline_check, failures, planned,
 
 SCREEN_BATCH = 256  # images per forward pass when extracting features on a GPU
 SCREEN_BATCH_CPU = 16  # and on a CPU, where large batches only cost memory
+SLICE = 4 << 20  # float64 values (32 MB) of the centered features held at a time by a ridge fit
 MAX_GRAM = 12_000  # the smaller of images and features a ridge fit may decompose (memory: its square)
 LAMBDAS = tuple(10.0 ** (k / 2) for k in range(-8, 5))  # 1e-4 .. 1e2, times the mean eigenvalue
 TEMPERATURES = tuple(10.0 ** (k / 10) for k in range(-20, 21))  # 0.01 .. 100
@@ -108,7 +109,7 @@ class Ridge:
         if dual:
             self.u = evecs  # n x r, orthonormal columns
         else:  # U = Xc V / s, a slice of rows at a time
-            step = max(1, (4 << 20) // self.d)
+            step = max(1, SLICE // self.d)
             rows = [self._centered(rows=slice(i, i + step)) @ evecs for i in range(0, self.n, step)]
             self.u = torch.cat(rows) / self.evals.sqrt()
         self.v = None if dual else evecs  # d x r; in the dual, X^T U / s (never formed)
@@ -129,7 +130,7 @@ class Ridge:
         """Xc Xc^T (dual) or Xc^T Xc of the centered X, in float64, a slice of ~32 MB at a time."""
         size = min(self.n, self.d)
         gram = torch.zeros((size, size), dtype=torch.float64, device=self.x.device)
-        step = max(1, (4 << 20) // size)
+        step = max(1, SLICE // size)
         for k in range(0, self.d if dual else self.n, step):
             if dual:
                 xc = self._centered(cols=slice(k, k + step))
