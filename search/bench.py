@@ -58,10 +58,10 @@ import torch.nn.functional as F
 from models import build_model
 from models import functional as fn
 
-from .cli import _si, input_of
 from .compile import CompiledSpace, arch_name
 from .errors import UserError
-from .space import load_space
+from .space import input_of, load_space
+from .text import si as _si
 
 
 def _median_seconds(run, repeats: int, device: torch.device) -> float:
@@ -308,7 +308,7 @@ _MLFLOW_METHODS = (
 
 def bench_overhead(args: argparse.Namespace) -> int:
     """A real campaign through ``search.run.launch``; its wall time against the evaluator's own."""
-    from . import driver, run, tracking
+    from . import campaign, driver, run, suggest, tracking
     from .evaluate import evaluate
     from .settings import resolve
 
@@ -376,8 +376,8 @@ def bench_overhead(args: argparse.Namespace) -> int:
         for method in _MLFLOW_METHODS:
             timers.patch(store.client, method, f"mlflow.{method}", group="mlflow")
         for owner, attr, key in (
-            (run, "load_data", "data load"),
-            (run, "run_campaign", "trials loop"),
+            (campaign, "load_data", "data load"),
+            (driver.Loop, "run", "trials loop"),
             (tracking.Store, "create", "campaign create"),
             (tracking.Campaign, "acquire", "campaign lock"),
             (tracking.Campaign, "release", "campaign release"),
@@ -387,8 +387,8 @@ def bench_overhead(args: argparse.Namespace) -> int:
             (tracking.TrialRun, "log_epoch", "log_epoch"),
             (tracking.TrialRun, "finish", "finish"),
             (tracking.Campaign, "log_progress", "log_progress"),
-            (driver.Search, "ask", "ask"),
-            (driver.Search, "tell", "tell"),
+            (suggest.Search, "ask", "ask"),
+            (suggest.Search, "tell", "tell"),
         ):
             timers.patch(owner, attr, key)
         profiler = cProfile.Profile() if args.profile else None
@@ -541,10 +541,10 @@ def _bare_train(
     arch: dict, recipe: dict, data: Any, limits: Any, seed: int, memory_format: torch.memory_format
 ) -> float:
     """The hand-written reference: build, then permute, slice, forward, loss, backward, step."""
-    from .evaluate import _amp, make_optimizer
+    from .train import amp_of, make_optimizer
 
     device = data.x_train.device
-    amp, scaled = _amp(device)
+    amp, scaled = amp_of(device)
     torch.manual_seed(seed)
     model = build_model(arch, data.input_shape, data.n_classes, limits=limits, seed=seed)
     model = model.to(device, memory_format=memory_format)
@@ -741,8 +741,8 @@ def bench_suggest(args: argparse.Namespace) -> int:
     """Time of one suggestion (Search.ask) after N recorded trials, TPE and random."""
     import numpy as np
 
-    from .driver import Search
     from .settings import resolve
+    from .suggest import Search
 
     env = _environment(None)
     space_path = args.space or "spaces/pinto_cox.yaml"
@@ -1001,7 +1001,7 @@ def _timed_campaign(
             raise UserError(f"bench workers: campaign {name} ended with exit code {code}")
         records = store.require(settings.name).trials()
 
-    ended = [r for r in records if r.outcome in tracking.ENDED and r.start_time and r.end_time]
+    ended = [r for r in records if r.outcome.ended and r.start_time and r.end_time]
     if not ended:
         raise UserError(f"bench workers: campaign {name} ended no trial")
     ended.sort(key=lambda r: r.start_time)

@@ -159,7 +159,6 @@ def _run_options(args: argparse.Namespace) -> dict:
     return {
         "device": args.device,
         "runs": Path(args.runs),
-        "tracking_uri": args.tracking_uri,
         "data_dir": Path(args.data_dir) if args.data_dir else None,
         "quiet": args.quiet,
         "workers": args.workers,
@@ -167,7 +166,6 @@ def _run_options(args: argparse.Namespace) -> dict:
         "trials_per_gpu": args.trials_per_gpu,
         "dask": args.dask,
         "threads": args.threads_per_trial,
-        "patience": args.tracking_patience,
         "warm_start": args.warm_start,
         "warm_top": args.warm_start_top,
         "points": args.points,
@@ -175,7 +173,8 @@ def _run_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import launch, open_store, resume_settings
+    from .campaign import open_store, resume_settings
+    from .run import launch
     from .settings import CHANGEABLE, flag_overrides, resolve
 
     overrides = flag_overrides(vars(args)) + list(args.set or [])
@@ -199,8 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .campaign import open_store, runs_flag
     from .results import status_text
-    from .run import open_store, runs_flag
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
     print(status_text(campaign, runs_flag(args.runs)))
@@ -210,8 +209,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .campaign import open_store
     from .results import leaderboard, varying
-    from .run import open_store
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
     df = leaderboard(campaign.trials(), top=args.top, include_failed=args.all)
@@ -228,8 +227,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from .campaign import open_store
     from .report import NO_TRIALS, default_out, snapshot, write_report
-    from .run import open_store
 
     store = open_store(Path(args.runs), args.tracking_uri)
     snaps = [snapshot(store.require(name)) for name in args.names]
@@ -244,8 +243,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .campaign import open_store
     from .export import export_bundle
-    from .run import open_store
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
     done = export_bundle(
@@ -286,8 +285,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from .campaign import open_store, runs_flag
     from .retrain import retrain
-    from .run import open_store, runs_flag
 
     campaign = open_store(Path(args.runs), args.tracking_uri).require(args.name)
     finals = retrain(
@@ -320,7 +319,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UserError(
             f"no campaigns under {args.runs}/ yet ({db} does not exist); start one with `archsearch run`"
         )
-    from .run import open_store
+    from .campaign import open_store
 
     home = f"http://127.0.0.1:{args.port}"
     print(f"MLflow UI on {home} over {db} (Ctrl-C to stop)", flush=True)

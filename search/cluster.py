@@ -24,9 +24,9 @@ import time
 import uuid
 from typing import Any
 
-from .errors import UserError
-from .evaluate import TrialResult, error_line
+from .errors import UserError, error_line
 from .executor import Event, Handler, Job, device_of, run_job, where
+from .trial import Outcome, TrialResult
 
 CONNECT_TIMEOUT = 30  # seconds to reach the scheduler
 CAPACITY_EVERY = 5.0  # seconds between readings of the cluster's size
@@ -45,7 +45,7 @@ class Cluster:
             self.client = Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as e:
             raise UserError(
-                f"--dask {address}: cannot reach a Dask scheduler there ({str(e).splitlines()[0][:200]}); "
+                f"--dask {address}: cannot reach a Dask scheduler there ({error_line(e, 200, typed=False)}); "
                 f"start one with `dask scheduler` and workers with `dask worker {address} --nthreads 1`"
             ) from None
         self.resources = {"GPU": gpu} if gpu else {}
@@ -179,7 +179,9 @@ class Cluster:
                 if key in self.jobs:
                     self.submit(self.jobs[key])
                 return
-            result = TrialResult("failed", reason=f"the task failed on the cluster: {error_line(error)}")
+            result = TrialResult(
+                Outcome.FAILED, reason=f"the task failed on the cluster: {error_line(error)}"
+            )
         else:  # cancelled
             return
         self.jobs.pop(key, None)

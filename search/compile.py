@@ -12,9 +12,9 @@ A decoded sample is a config, plain values only (never choice indices)::
     {"architecture": {"input_norm": {...}, "layers": [{...}, ...], "head": {...}},
      "training": {...}}
 
-with a canonical JSON form (:func:`to_json`) and a short hash of the
-architecture (:func:`arch_hash`); :func:`flatten` gives the dotted
-``{label: value}`` view used for tracking.
+with a canonical JSON form (:func:`to_json`) and short hashes of the
+architecture (:func:`arch_hash`) and of the whole config (:func:`config_hash`);
+:func:`flatten` gives the dotted ``{label: value}`` view used for tracking.
 """
 
 from __future__ import annotations
@@ -256,6 +256,11 @@ def to_json(value: Any, indent: int | None = None) -> str:
 def arch_hash(arch: dict) -> str:
     """A short, stable hash of an architecture dict (10 hex digits)."""
     return hashlib.sha256(to_json(arch).encode()).hexdigest()[:10]
+
+
+def config_hash(config: dict) -> str:
+    """A short hash of a whole config (architecture and recipe): equal configs, equal hashes."""
+    return arch_hash(config)
 
 
 def flatten(config: dict) -> dict[str, Any]:

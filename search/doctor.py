@@ -41,7 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, error_line
+from .trial import Outcome, outcome_counts
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: spaces/ lives here
 
@@ -126,7 +127,7 @@ class Doctor:
         return json.loads(path.read_text())
 
     def campaign(self) -> Any:
-        from .run import open_store
+        from .campaign import open_store
 
         return open_store(self.runs, None).require("doctor")
 
@@ -148,7 +149,7 @@ class Doctor:
         import torch
 
         from .bench import _default_dataset
-        from .evaluate import device_name, resolve_device
+        from .trial import device_name, resolve_device
 
         dev = resolve_device(self.device)
         self.device = dev.type
@@ -170,27 +171,25 @@ class Doctor:
             *packed, *dataset, *self.data_flags(), *self.size["campaign_set"],
         )  # fmt: skip
         wall = time.perf_counter() - t0
-        from .results import latest_attempts
-        from .tracking import ENDED
+        from .results import best, latest_attempts
 
         trials = latest_attempts(self.campaign().trials())
-        ended = [r for r in trials if r.outcome in ENDED]
-        counts = {o: sum(r.outcome == o for r in trials) for o in sorted({r.outcome for r in trials})}
+        ended = [r for r in trials if r.outcome.ended]
+        counts = {str(o): n for o, n in outcome_counts(r.outcome for r in trials).items()}
         if counts.get("running"):
             raise StepFailed(f"{counts['running']} trials were left RUNNING")
         if len(ended) != self.size["trials"]:
             raise StepFailed(f"{len(ended)} of {self.size['trials']} trials ended ({counts})")
-        ok = [r for r in ended if r.outcome == "ok"]
-        if not ok:
+        top = best(trials)
+        if top is None:
             reasons = sorted({r.reason or "" for r in ended})
             raise StepFailed(f"no trial ended ok ({counts}; reasons: {'; '.join(reasons)[:300]})")
-        best = max(ok, key=lambda r: r.metrics.get("val_acc", 0.0))
         return {
             "packing": " ".join(packed),
             "trials": len(ended),
             "outcomes": counts,
-            "best": best.name,
-            "best_val_acc": best.metrics["val_acc"],
+            "best": top.name,
+            "best_val_acc": top.metrics["val_acc"],
             "wall_seconds": wall,
             "trials_per_hour": 3600 * len(ended) / wall,
         }
@@ -201,7 +200,7 @@ class Doctor:
             "retrain", "doctor", "--runs", str(self.runs), "--top", "1", "--epochs", epochs,
             "--device", self.device, *self.data_flags(),
         )  # fmt: skip
-        finals = [r for r in self.campaign().trials("final") if r.outcome == "ok"]
+        finals = [r for r in self.campaign().trials("final") if r.outcome == Outcome.OK]
         if not finals:
             raise StepFailed("no retrained model was recorded")
         final = finals[-1]
@@ -301,8 +300,6 @@ class Doctor:
             except (StepFailed, UserError) as e:
                 self.results[name] = {"status": "failed", "error": str(e)}
             except Exception as e:  # a bug or a broken library: the check goes on, the step failed
-                from .evaluate import error_line
-
                 self.results[name] = {"status": "failed", "error": error_line(e)}
                 self.log.write(f"\n{name}: {error_line(e)}\n")
             else:

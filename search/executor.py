@@ -9,7 +9,7 @@ load the data) and receives :class:`Event` s back, in the driver's process:
 - ``lost``: the worker running the job died (killed, out of memory, machine lost). The
   executor runs the job again in another worker unless the driver cancels it.
 
-Three executors share that protocol:
+Three executors share that protocol (:class:`Executor`, its seven methods):
 
 - :class:`Inline`: the driver's own process, one trial at a time (the default);
 - :class:`Processes`: ``--workers W`` processes on this machine, each pinned to a GPU
@@ -33,13 +33,14 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from .data import Data, DataError, load_data
 from .errors import UserError
-from .evaluate import DeviceFailed, TrialResult, device_name, evaluate, release_memory, resolve_device
+from .evaluate import evaluate
+from .trial import DeviceFailed, Outcome, TrialResult, device_name, release_memory, resolve_device
 
 Handler = Callable[["Event"], None]
 GPU_RESERVE = 0.05  # of a shared GPU's memory left out of the trials' shares (CUDA contexts, others)
@@ -85,6 +86,40 @@ class Event:
     reason: str | None = None  # lost: what happened
 
 
+class Executor(Protocol):
+    """Where trials run: what :class:`Inline`, :class:`Processes` and ``search.cluster.Cluster``
+    share, and all the campaign loop asks of them."""
+
+    def describe(self) -> str:
+        """Where trials run, for the campaign's first line: ``on 2 worker processes, ...``."""
+        ...
+
+    def capacity(self) -> int:
+        """How many trials may be in flight now."""
+        ...
+
+    def submit(self, job: Job) -> None:
+        """Start a job (the caller keeps at most ``capacity()`` in flight)."""
+        ...
+
+    def cancel(self, key: str) -> None:
+        """Forget a job: it gets no more attempts, and what it sends is ignored."""
+        ...
+
+    def stop(self, key: str) -> None:
+        """Stop a job at its next step (pruned): it ends without a ``done`` event."""
+        ...
+
+    def wait(self, handle: Handler, timeout: float) -> None:
+        """Pass what happened to ``handle`` as events, waiting at most about ``timeout`` seconds
+        for the first (the inline executor runs its job to the end here)."""
+        ...
+
+    def close(self) -> None:
+        """Stop what runs and release the workers; calling it again does nothing."""
+        ...
+
+
 # ---------------------------------------------------------------- on the worker's side
 
 _DATA: dict[tuple, Data] = {}  # per process: the dataset of the latest job, on its device
@@ -121,7 +156,7 @@ def run_job(
             torch.set_num_threads(job.threads)
         data = worker_data(job.data, device)
     except (UserError, OSError) as e:
-        return TrialResult("failed", reason=f"the worker on {where()} cannot run trials: {e}")
+        return TrialResult(Outcome.FAILED, reason=f"the worker on {where()} cannot run trials: {e}")
     try:
         return job.fn(
             job.config,
@@ -210,7 +245,7 @@ def prepare_gpu(per_gpu: int) -> None:
 
 def shared_oom(result: TrialResult, gpu: str, per_gpu: int, neighbours: int) -> TrialResult:
     """A trial that ran out of memory on a GPU it shared, said so in its reason."""
-    if result.outcome == "failed" and (result.reason or "").startswith("out of memory"):
+    if result.outcome == Outcome.FAILED and (result.reason or "").startswith("out of memory"):
         result.reason = (
             f"out of memory in its share of GPU {gpu} ({gpu_share(per_gpu):.0%}, {per_gpu} trials packed), "
             f"while {neighbours} other trial{'s' * (neighbours != 1)} ran there: "

@@ -37,10 +37,12 @@ from torch import nn
 
 from models import build_model
 
+from .campaign import load_campaign
 from .data import Data
 from .errors import UserError
-from .run import load_campaign
+from .results import ranked
 from .tracking import TAG, Campaign, TrialRecord
+from .trial import Outcome
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
 CHECK_BATCH = 256  # validation images used by the self-check
@@ -127,7 +129,7 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
             )
         chosen = found[0]
     elif trial is not None:
-        found = [r for r in records if r.trial == trial and r.outcome == "ok"]
+        found = [r for r in records if r.trial == trial and r.outcome == Outcome.OK]
         if not found:
             known = [r for r in records if r.trial == trial]
             what = f"ended {known[-1].outcome}" if known else "does not exist"
@@ -136,19 +138,20 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
             )
         chosen = found[-1]
     else:
-        ok = [r for r in records if r.outcome == "ok" and r.loss is not None]
+        ok = ranked(records)  # on validation, never on the test set
         if not ok:
             raise ExportError(
                 f"campaign {campaign.name!r} has no finished trial yet ({len(records)} trial runs); "
                 "nothing to export"
             )
-        finals = {r.trial for r in campaign.trials("final") if r.outcome == "ok"}
-        ranked = sorted(ok, key=lambda r: (r.loss, r.trial))  # on validation, never on the test set
-        chosen = next((r for r in ranked if r.trial in finals), ranked[0])
+        finals = {r.trial for r in campaign.trials("final") if r.outcome == Outcome.OK}
+        chosen = next((r for r in ok if r.trial in finals), ok[0])
     if run_id is None:  # a retrained model of the chosen trial, when there is one
-        retrained = [r for r in campaign.trials("final") if r.trial == chosen.trial and r.outcome == "ok"]
+        retrained = [
+            r for r in campaign.trials("final") if r.trial == chosen.trial and r.outcome == Outcome.OK
+        ]
         chosen = retrained[-1] if retrained else chosen
-    if chosen.outcome != "ok":
+    if chosen.outcome != Outcome.OK:
         raise ExportError(f"run {chosen.run_id} ended {chosen.outcome}; only finished trials export")
     return chosen
 

@@ -13,20 +13,8 @@ import time
 from typing import Any, TextIO
 
 from .compile import arch_name
-
-
-def duration(seconds: float | None) -> str:
-    """``4.2s``, ``42s``, ``3m05s``, ``2h07m``."""
-    if seconds is None:
-        return "?"
-    if seconds < 9.95:
-        return f"{seconds:.1f}s"
-    s = int(round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+from .text import duration
+from .trial import Outcome
 
 
 class Progress:
@@ -107,7 +95,7 @@ class Progress:
         took = time.monotonic() - t0
         self.ended += 1
         self.best = best
-        if result.outcome == "ok":
+        if result.outcome == Outcome.OK:
             self.trial_durations.append(took)
             what = f"val_acc {result.val_acc:.4f}" + ("  * best" if is_best else "")
         else:

@@ -41,15 +41,16 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .errors import UserError
-from .results import METRICS, driver_alive, latest_attempts, leaderboard, varying
-from .tracking import ENDED, TAG, Campaign, TrialRecord
+from .results import SHOWN, latest_attempts, leaderboard, run_status, varying, varying_params
+from .text import si
+from .tracking import TAG, Campaign, TrialRecord
+from .trial import Outcome, counts_text, outcome_counts
 
 log = logging.getLogger(__name__)
 
 TOP = 20  # leaderboard rows in the report
 DPI = 90
 NO_TRIALS = "no finished trials yet"
-_HEAD = ("trial", "outcome", "name", *METRICS, "reason", "run_id")  # leaderboard columns that are not params
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -64,7 +65,7 @@ class Snapshot:
     status: str  # FINISHED, RUNNING, KILLED, FAILED, or STOPPED (a RUNNING run whose driver is gone)
     params: dict[str, str]  # the campaign run's params: search.algo, search.seed, data.dataset, ...
     planned: int  # trials asked for
-    ended: list[TrialRecord]  # the last attempt of each ended trial (ok, invalid, failed), by number
+    ended: list[TrialRecord]  # the last attempt of each ended trial (ok, pruned, invalid, failed), by number
     running: int
     board: pd.DataFrame  # every ok trial, best first (results.leaderboard)
 
@@ -80,9 +81,6 @@ class Snapshot:
     def label(self) -> str:
         return f"{self.name} ({self.algo}, seed {self.seed})"
 
-    def count(self, outcome: str) -> int:
-        return sum(1 for r in self.ended if r.outcome == outcome)
-
     @property
     def best(self) -> pd.Series | None:
         return None if self.board.empty else self.board.iloc[0]
@@ -92,31 +90,15 @@ def snapshot(campaign: Campaign) -> Snapshot:
     """Read a campaign for plotting: its run, and its trials once."""
     run = campaign.run()
     records = campaign.trials()
-    status = run.info.status
-    if status == "RUNNING" and not driver_alive(run.data.tags.get(TAG + "driver", "")):
-        status = "STOPPED"
-    latest = latest_attempts(records)
     return Snapshot(
         name=campaign.name,
-        status=status,
+        status=run_status(run),
         params=dict(run.data.params),
         planned=int(run.data.tags.get(TAG + "trials", "0") or 0),
-        ended=[r for r in latest if r.outcome in ENDED],
-        running=sum(1 for r in records if r.outcome == "running"),
+        ended=[r for r in latest_attempts(records) if r.outcome.ended],
+        running=sum(1 for r in records if r.outcome == Outcome.RUNNING),
         board=leaderboard(records, top=None),
     )
-
-
-def searched_params(board: pd.DataFrame) -> list[str]:
-    """The config columns with more than one value among the trials that have them."""
-    out = []
-    for col in board.columns:
-        if col in _HEAD:
-            continue
-        values = board[col].dropna()
-        if values.astype(str).nunique() > 1:
-            out.append(col)
-    return out
 
 
 # ---------------------------------------------------------------- figures
@@ -142,12 +124,12 @@ def _best_curve(snap: Snapshot) -> tuple[list[int], list[float], list[int], list
     xs, best, ok_x, ok_y, bad = [], [], [], [], []
     current = None
     for r in snap.ended:
-        acc = r.metrics.get("val_acc") if r.outcome == "ok" else None
+        acc = r.metrics.get("val_acc") if r.outcome == Outcome.OK else None
         if acc is not None and np.isfinite(acc):
             ok_x.append(r.trial)
             ok_y.append(acc)
             current = acc if current is None else max(current, acc)
-        elif r.outcome != "ok":
+        elif r.outcome != Outcome.OK:
             bad.append(r.trial)
         if current is not None:
             xs.append(r.trial)
@@ -197,13 +179,6 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _si(v: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(v) >= scale:
-            return f"{v / scale:.3g}{unit}"
-    return f"{v:.3g}"
-
-
 def _ticks(lo: float, hi: float, log: bool) -> list[float]:
     """Two to four round values inside [lo, hi] (the ends when there are no round ones)."""
     locator = LogLocator(numticks=4) if log else MaxNLocator(3)
@@ -218,7 +193,7 @@ def _log_x(ax: Any, lo: float, hi: float) -> None:
     if hi < 100 * lo:
         ticks = [t for t in LogLocator(subs=(1.0, 2.0, 5.0)).tick_values(lo, hi) if lo <= t <= hi]
         ax.xaxis.set_major_locator(FixedLocator(ticks if len(ticks) >= 2 else [lo, hi]))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _si(v)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: si(v)))
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
@@ -239,7 +214,8 @@ def plot_params(snap: Snapshot, path: Path, columns: int = 5) -> Path | None:
     instead of several seconds.
     """
     board = snap.board
-    names = searched_params(board) if not board.empty else []
+    # the settings with more than one value among the trials that have them
+    names = varying_params(board, missing_differs=False) if not board.empty else []
     if not names:
         return None
     cols = min(columns, len(names))
@@ -439,10 +415,8 @@ def _header(snap: Snapshot) -> str:
     dataset = p.get("data.dataset", "?")
     if "dataset.n_train" in p:
         dataset += f" ({int(p['dataset.n_train']):,} train / {int(p.get('dataset.n_val', 0)):,} validation)"
-    trials = (
-        f"{len(snap.ended)} of {snap.planned} ended: {snap.count('ok')} ok, {snap.count('invalid')} invalid, "
-        f"{snap.count('failed')} failed; {snap.running} running"
-    )
+    counts = counts_text(outcome_counts(r.outcome for r in snap.ended), always=SHOWN)
+    trials = f"{len(snap.ended)} of {snap.planned} ended: {counts}; {snap.running} running"
     best = snap.best
     if best is None:
         best_text = NO_TRIALS

@@ -10,66 +10,52 @@ from __future__ import annotations
 import os
 import socket
 import time
+from typing import Any
 
 import pandas as pd
 
-from .progress import duration
-from .tracking import ENDED, TAG, Campaign, TrialRecord
+from .text import duration
+from .tracking import TAG, Campaign, TrialRecord
+from .trial import ENDED, Outcome, counts_text, outcome_counts
 
 # Metric columns of the leaderboard, in order.
 METRICS = ("val_acc", "best_val_acc", "val_loss", "params", "macs", "train_seconds", "images_per_second")
+# The leaderboard's columns that are not settings of the trials.
+NOT_PARAMS = ("trial", "outcome", "name", *METRICS, "source", "reason", "run_id")
+# The outcomes a campaign's counts always show (pruned too when there are some).
+SHOWN = (Outcome.OK, Outcome.INVALID, Outcome.FAILED)
 
 
-def status_text(campaign: Campaign, runs_flag: str = "") -> str:
-    """Progress of a campaign: trials by outcome, best so far, elapsed, ETA."""
-    run = campaign.run()
-    tags = run.data.tags
-    records = campaign.trials()
-    latest = latest_attempts(records)
-    ended = [r for r in latest if r.outcome in ENDED]
-    by = {o: sum(1 for r in ended if r.outcome == o) for o in ENDED}
-    running = [r for r in records if r.outcome == "running"]
-    killed = sum(1 for r in records if r.outcome == "killed")
-    total = int(tags.get(TAG + "trials", "0") or 0)
+# ---------------------------------------------------------------- the rules every reader shares
+
+
+def latest_attempts(records: list[TrialRecord]) -> list[TrialRecord]:
+    """One record per trial number: the last attempt."""
+    latest: dict[int, TrialRecord] = {}
+    for r in records:
+        latest[r.trial] = r
+    return [latest[t] for t in sorted(latest)]
+
+
+def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
+    """The finished trials (the last attempt of each, ok, with a loss), the best first: the
+    lowest loss (1 - final val_acc), then the lowest trial number. Status, export, retrain and
+    warm start all take "the best" from here."""
+    ok = [r for r in latest_attempts(records) if r.outcome == Outcome.OK and r.loss is not None]
+    return sorted(ok, key=lambda r: (r.loss, r.trial))
+
+
+def best(records: list[TrialRecord]) -> TrialRecord | None:
+    """The best finished trial (see :func:`ranked`), or None."""
+    return next(iter(ranked(records)), None)
+
+
+def run_status(run: Any) -> str:
+    """A campaign run's status, STOPPED for a RUNNING run whose driver is gone."""
     status = run.info.status
-    if status == "RUNNING" and not driver_alive(tags.get(TAG + "driver", "")):
-        resume = f"archsearch run --resume {campaign.name}{runs_flag}"
-        status = f"STOPPED (its driver is gone; continue with `{resume}`)"
-
-    lines = [f"campaign {campaign.name}: {status}"]
-    parts = [f"{by[o]} {o}" for o in ENDED if o != "pruned" or by[o]]
-    lines.append(f"trials: {len(ended)} of {total} ended ({', '.join(parts)}); {len(running)} running")
-    if killed:
-        pending = {r.trial for r in records if r.outcome == "killed"} - {r.trial for r in ended}
-        lines.append(
-            f"killed attempts: {killed}"
-            + (f", {len(pending)} to re-run first on resume" if pending else ", all re-run since")
-        )
-    for r in running:
-        lines.append(
-            f"  running: {r.name} (started {duration(time.time() - (r.start_time or time.time()))} ago)"
-        )
-    ok = [r for r in ended if r.outcome == "ok" and r.loss is not None]
-    if ok:
-        best = min(ok, key=lambda r: (r.loss, r.trial))
-        lines.append(
-            f"best: {best.name}  val_acc {best.metrics.get('val_acc', float('nan')):.4f}  "
-            f"val_loss {best.metrics.get('val_loss', float('nan')):.4f}"
-        )
-    else:
-        lines.append("best: none yet")
-    durations = [r.end_time - r.start_time for r in ended if r.start_time and r.end_time]
-    compute = sum(durations)
-    start = run.info.start_time / 1000
-    end = run.info.end_time / 1000 if run.info.end_time and run.info.status != "RUNNING" else time.time()
-    lines.append(f"elapsed: {duration(end - start)} since the start; {duration(compute)} in trials")
-    remaining = max(0, total - len(ended))
-    if remaining and durations:
-        lines.append(f"ETA: {duration(compute / len(durations) * remaining)} for {remaining} more trials")
-    failures = [r for r in ended if r.outcome != "ok"][-3:]
-    for r in failures:
-        lines.append(f"  {r.outcome}: t{r.trial:03d} {r.reason}")
-    return "\n".join(lines)
+    if status == "RUNNING" and not driver_alive(run.data.tags.get(TAG + "driver", "")):
+        return "STOPPED"
+    return status
 
 
 def driver_alive(owner: str) -> bool:
@@ -88,12 +74,73 @@ def driver_alive(owner: str) -> bool:
     return True
 
 
-def latest_attempts(records: list[TrialRecord]) -> list[TrialRecord]:
-    """One record per trial number: the last attempt."""
-    latest: dict[int, TrialRecord] = {}
-    for r in records:
-        latest[r.trial] = r
-    return [latest[t] for t in sorted(latest)]
+def varying_params(df: pd.DataFrame, missing_differs: bool = True) -> list[str]:
+    """The settings (the columns but NOT_PARAMS) whose values differ between the rows. With
+    ``missing_differs``, a setting only some rows have (a layer of the deeper nets) differs
+    between the rows that have it and those that do not; else only the values given count."""
+    out = []
+    for col in df.columns:
+        if col in NOT_PARAMS:
+            continue
+        values = df[col] if missing_differs else df[col].dropna()
+        if values.astype(str).nunique(dropna=False) > 1:
+            out.append(col)
+    return out
+
+
+# ---------------------------------------------------------------- status
+
+
+def status_text(campaign: Campaign, runs_flag: str = "") -> str:
+    """Progress of a campaign: trials by outcome, best so far, elapsed, ETA."""
+    run = campaign.run()
+    tags = run.data.tags
+    records = campaign.trials()
+    ended = [r for r in latest_attempts(records) if r.outcome.ended]
+    running = [r for r in records if r.outcome == Outcome.RUNNING]
+    killed = sum(1 for r in records if r.outcome == Outcome.KILLED)
+    total = int(tags.get(TAG + "trials", "0") or 0)
+    status = run_status(run)
+    if status == "STOPPED":
+        resume = f"archsearch run --resume {campaign.name}{runs_flag}"
+        status = f"STOPPED (its driver is gone; continue with `{resume}`)"
+
+    lines = [f"campaign {campaign.name}: {status}"]
+    counts = counts_text(outcome_counts(r.outcome for r in ended), always=SHOWN)
+    lines.append(f"trials: {len(ended)} of {total} ended ({counts}); {len(running)} running")
+    if killed:
+        pending = {r.trial for r in records if r.outcome == Outcome.KILLED} - {r.trial for r in ended}
+        lines.append(
+            f"killed attempts: {killed}"
+            + (f", {len(pending)} to re-run first on resume" if pending else ", all re-run since")
+        )
+    for r in running:
+        lines.append(
+            f"  running: {r.name} (started {duration(time.time() - (r.start_time or time.time()))} ago)"
+        )
+    top = best(records)
+    if top is not None:
+        lines.append(
+            f"best: {top.name}  val_acc {top.metrics.get('val_acc', float('nan')):.4f}  "
+            f"val_loss {top.metrics.get('val_loss', float('nan')):.4f}"
+        )
+    else:
+        lines.append("best: none yet")
+    durations = [r.end_time - r.start_time for r in ended if r.start_time and r.end_time]
+    compute = sum(durations)
+    start = run.info.start_time / 1000
+    end = run.info.end_time / 1000 if run.info.end_time and run.info.status != "RUNNING" else time.time()
+    lines.append(f"elapsed: {duration(end - start)} since the start; {duration(compute)} in trials")
+    remaining = max(0, total - len(ended))
+    if remaining and durations:
+        lines.append(f"ETA: {duration(compute / len(durations) * remaining)} for {remaining} more trials")
+    failures = [r for r in ended if r.outcome != Outcome.OK][-3:]
+    for r in failures:
+        lines.append(f"  {r.outcome}: t{r.trial:03d} {r.reason}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- leaderboard
 
 
 def _value(text: str) -> object:
@@ -111,9 +158,13 @@ def leaderboard(
     """The best of a campaign's trials (highest final validation accuracy first) with their config values."""
     rows = []
     for r in latest_attempts(records):
-        if r.outcome != "ok" and not (include_failed and r.outcome in ENDED):
+        if r.outcome != Outcome.OK and not (include_failed and r.outcome in ENDED):
             continue
-        row: dict[str, object] = {"trial": r.trial, "outcome": r.outcome, "name": r.name.partition(" ")[2]}
+        row: dict[str, object] = {
+            "trial": r.trial,
+            "outcome": r.outcome.value,
+            "name": r.name.partition(" ")[2],
+        }
         row.update({m: r.metrics.get(m) for m in METRICS})
         row.update({k: _value(v) for k, v in sorted(r.params.items())})
         row["source"] = r.source
@@ -124,7 +175,7 @@ def leaderboard(
         return pd.DataFrame(columns=["trial", "outcome", "name", *METRICS])
     df = pd.DataFrame(rows)
     head = ["trial", "outcome", "name", *METRICS]
-    params = sorted(c for c in df.columns if c not in (*head, "source", "reason", "run_id"))
+    params = sorted(c for c in df.columns if c not in NOT_PARAMS)
     df = df[[*head, *params, "source", "reason", "run_id"]]  # deeper nets' layers sorted in, not appended
     df = df.sort_values(["val_acc", "trial"], ascending=[False, True], na_position="last", kind="stable")
     if top is not None:
@@ -137,14 +188,10 @@ def leaderboard(
 def varying(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's key columns and the config columns whose values differ between rows."""
     keep = ["trial", "name", *METRICS]
-    fixed = set(keep) | {"outcome", "source", "reason", "run_id"}
-    # a setting only some rows have (a layer of the deeper nets) differs between the rows that
-    # have it and those that do not: a missing value is a value here
-    params = [c for c in df.columns if c not in fixed and df[c].astype(str).nunique(dropna=False) > 1]
-    cols = [c for c in keep if c in df.columns] + params
+    cols = [c for c in keep if c in df.columns] + varying_params(df)
     if "source" in df.columns and df["source"].notna().any():
         cols.append("source")  # given first: --warm-start, --points
-    if (df["outcome"] != "ok").any():
+    if (df["outcome"] != Outcome.OK).any():
         cols += ["outcome", "reason"]
     view = df[cols].copy()
     for col, digits in (("train_seconds", 2), ("images_per_second", 0)):

@@ -22,13 +22,14 @@ import torch
 
 from models import build_model
 
+from .campaign import load_campaign
 from .data import Data
-from .driver import trial_seed
-from .errors import UserError
-from .evaluate import _amp, cpu_state, device_name, error_line, resolve_device, seeded, train, validate
-from .results import latest_attempts
-from .run import load_campaign
+from .errors import UserError, error_line
+from .results import ranked
+from .suggest import trial_seed
 from .tracking import TAG, Campaign, TrialRecord
+from .train import amp_of, train, validate
+from .trial import Outcome, cpu_state, device_name, resolve_device, seeded
 
 
 @dataclass
@@ -44,8 +45,7 @@ class Final:
 
 
 def best_trials(campaign: Campaign, top: int) -> list[TrialRecord]:
-    ok = [r for r in latest_attempts(campaign.trials()) if r.outcome == "ok"]
-    ok.sort(key=lambda r: (r.loss, r.trial))
+    ok = ranked(campaign.trials())
     if not ok:
         raise UserError(f"campaign {campaign.name!r} has no finished trial yet; nothing to retrain")
     return ok[:top]
@@ -96,12 +96,12 @@ def retrain(
                 model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
                 model = model.to(dev, memory_format=torch.channels_last)
                 train(model, config["training"], data, run.log_epoch)
-            test_acc, test_loss = validate(model, data.x_test, data.y_test, _amp(dev)[0])  # once
+            test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
         except KeyboardInterrupt:
-            run.finish("killed", "interrupted (Ctrl-C or SIGTERM)", {})
+            run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
             raise
         except Exception as e:  # a failed retrain is recorded, the others go on
-            run.finish("failed", error_line(e), {})
+            run.finish(Outcome.FAILED, error_line(e), {})
             say(f"final {record.name}: failed: {e}")
             continue
         seconds = time.perf_counter() - t0
@@ -112,7 +112,7 @@ def retrain(
             "epochs_done": float(config["training"]["epochs"]),
             "images_per_second": len(data.x_train) * config["training"]["epochs"] / seconds,
         }
-        run.finish("ok", None, metrics, state_dict=cpu_state(model))
+        run.finish(Outcome.OK, None, metrics, state_dict=cpu_state(model))
         final = Final(
             record.trial,
             record.name,

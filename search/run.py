@@ -17,60 +17,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .campaign import runs_flag, space_data, stored_settings
 from .compile import CompiledSpace, OutsideSpace
-from .data import Data, load_data
-from .driver import Interrupts, run_campaign, trial_seed
-from .errors import UserError
-from .evaluate import DeviceFailed, device_name, evaluate, planned, resolve_device
-from .executor import DataSpec, Inline, Job, Processes, visible_gpus, worker_limit
-from .progress import Progress, duration
-from .results import latest_attempts
-from .settings import CHANGEABLE, Settings, differences, identity, resolve, tracking_uri
-from .space import Space, SpaceError, read_yaml
-from .tracking import ENDED, PATIENCE, TAG, Campaign, Store, TrackingError
-
-
-def open_store(runs: Path, tracking_flag: str | None, patience: float = PATIENCE) -> Store:
-    return Store(tracking_uri(tracking_flag, runs), runs, patience)
-
-
-def stored_settings(campaign: Campaign) -> dict:
-    """What a campaign was started with (campaign.json of its run)."""
-    try:
-        return json.loads(campaign.read_text("campaign.json"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"campaign {campaign.name!r}: campaign.json is not valid JSON ({e})") from None
-
-
-def runs_flag(runs: Path) -> str:
-    """`` --runs DIR`` for the commands a message suggests, when DIR is not the default."""
-    return "" if Path(runs) == Path("runs") else f" --runs {runs}"
-
-
-def space_data(space: Space, cache_dir: Path, data_dir: Path | None) -> Data:
-    """The dataset a space's data block describes, loaded and split."""
-    d = dict(space.data)
-    return load_data(d.pop("dataset"), **d, cache_dir=cache_dir, data_dir=data_dir)
-
-
-def load_campaign(campaign: Campaign, cache_dir: Path, data_dir: Path | None) -> tuple[Space, Data]:
-    """The space a campaign ran (validated, with defaults) and its dataset with the same split."""
-    stored = stored_settings(campaign)
-    space = resolve(stored["space_path"], (), name=campaign.name, base_raw=stored["resolved"]).space
-    data = space_data(space, cache_dir, data_dir)
-    fingerprint = stored.get("dataset", {}).get("fingerprint")
-    if fingerprint and fingerprint != data.fingerprint:
-        raise UserError(
-            f"campaign {campaign.name!r}: the dataset's validation split differs from the one the campaign "
-            f"used (fingerprint {data.fingerprint} != {fingerprint})"
-        )
-    return space, data
-
-
-def resume_settings(store: Store, name: str, overrides: list[str], **run: Any) -> Settings:
-    """Settings of an existing campaign, with new run limits applied."""
-    stored = stored_settings(store.require(name))
-    return resolve(stored["space_path"], overrides, name=name, base_raw=stored["resolved"], **run)
+from .data import Data
+from .driver import Interrupts, Loop
+from .errors import TrackingError, UserError
+from .evaluate import evaluate
+from .executor import DataSpec, Executor, Inline, Job, Processes, visible_gpus, worker_limit
+from .progress import Progress
+from .results import ranked
+from .settings import CHANGEABLE, Settings, differences, identity
+from .space import SpaceError, read_yaml
+from .suggest import trial_seed
+from .text import duration
+from .tracking import TAG, Campaign, Store
+from .trial import DeviceFailed, counts_text, device_name, outcome_counts, planned, resolve_device
 
 
 def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int:
@@ -140,7 +101,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             )
 
         interrupts.install()
-        state, why = run_campaign(
+        state, why = Loop(
             campaign,
             compiled,
             executor,
@@ -151,7 +112,8 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             interrupts=interrupts,
             points=points,
             plan=lambda config: planned(config["architecture"], data, space.constraints),
-        )
+            plots=lambda: draw_plots(campaign),
+        ).run()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -169,7 +131,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
 
-    counts = ", ".join(f"{state.count(o)} {o}" for o in ENDED if state.count(o))
+    counts = counts_text(outcome_counts(state.ended.values()))
     lines = [
         f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}; "
         f"compute {duration(state.compute)} of training (device time, all trials)",
@@ -192,10 +154,10 @@ def given_points(settings: Settings, store: Store, compiled: CompiledSpace) -> l
     found: list[tuple[dict, str]] = []
     if settings.warm_start:
         earlier = store.require(settings.warm_start)
-        ok = [r for r in latest_attempts(earlier.trials()) if r.outcome == "ok" and r.loss is not None]
+        ok = ranked(earlier.trials())
         if not ok:
             raise UserError(f"--warm-start {settings.warm_start}: that campaign has no finished trial yet")
-        for r in sorted(ok, key=lambda r: (r.loss, r.trial))[: settings.warm_top]:
+        for r in ok[: settings.warm_top]:
             config = json.loads(earlier.read_text("architecture.json", run_id=r.run_id))
             found.append((config, f"warm-start {settings.warm_start} t{r.trial:03d}"))
     if settings.points:
@@ -239,7 +201,15 @@ def read_points(path: str) -> list[dict]:
     return out
 
 
-def make_executor(settings: Settings, data: Data, interrupts: Interrupts) -> tuple[Any, str, str]:
+def draw_plots(campaign: Campaign) -> None:
+    """The campaign run's plots/, drawn again (matplotlib is imported only when there is something
+    to draw)."""
+    from .report import log_plots
+
+    log_plots(campaign)
+
+
+def make_executor(settings: Settings, data: Data, interrupts: Interrupts) -> tuple[Executor, str, str]:
     """Where the trials run (this process, worker processes, a Dask cluster), the device tag of
     their runs (a worker's own replaces it when it starts the trial) and the device jobs ask for."""
     gpu = settings.search["gpu"]

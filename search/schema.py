@@ -17,7 +17,7 @@ from models import INITS
 from models.builder import HEAD_POOLS
 from models.functional import PADDINGS
 
-from .data import check_dataset_name
+from .datasets import check_dataset_name
 
 REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "REQUIRED"})()
 
@@ -112,9 +112,6 @@ class Kinds:
 
     def describe(self) -> str:
         return "a kind (" + ", ".join(self.kinds) + ") or a mapping with a kind"
-
-
-SCALARS = (Num, Flag, Enum, Text, Shape)
 
 
 def _positive(default: Any = REQUIRED) -> Num:
@@ -320,3 +317,15 @@ DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "qnormal": ("mu", "sigma", "q"),
     "qlognormal": ("mu", "sigma", "q"),
 }
+
+SECTIONS = {"data": DATA, "training": TRAINING, "constraints": CONSTRAINTS, "search": SEARCH}
+
+
+def spec_at(key: str) -> Any:
+    """The spec of a setting by its dotted key path (``search.tpe.gamma``): blocks of named
+    fields only (the searched architecture is not reachable this way)."""
+    section, *rest = key.split(".")
+    spec = SECTIONS[section]
+    for name in rest:
+        spec = spec.fields[name]
+    return spec

@@ -28,7 +28,7 @@ from torch import nn
 from models import InvalidArchitecture, Limits, build_model
 
 from .data import Data
-from .evaluate import TrialResult, cpu_state, deadline_check, failures, planned, release_memory
+from .trial import Outcome, TrialResult, cpu_state, deadline_check, failures, planned, release_memory
 
 SCREEN_BATCH = 256  # images per forward pass when extracting features on a GPU
 SCREEN_BATCH_CPU = 16  # and on a CPU, where large batches only cost memory
@@ -173,7 +173,7 @@ def temperature(scores: torch.Tensor, y: torch.Tensor) -> float:
     return TEMPERATURES[min(range(len(losses)), key=losses.__getitem__)]
 
 
-def screen(
+def screen_trial(
     config: dict,
     data: Data,
     *,
@@ -191,7 +191,7 @@ def screen(
     arch = config["architecture"]
     device = data.x_train.device
     result = planned(arch, data, limits)
-    if result.outcome != "ok":
+    if result.outcome != Outcome.OK:
         return result
     t0 = time.perf_counter()
     with failures(result):
@@ -218,24 +218,28 @@ def screen(
             "val_loss": float(F.cross_entropy(val_scores / temp, data.y_val)),
             "loo_acc": float((loo.argmax(1) == data.y_train).double().mean()),
         }
-    result.train_seconds = time.perf_counter() - t0
-    if result.outcome != "ok":
+    seconds = time.perf_counter() - t0
+    if result.outcome != Outcome.OK:
+        result.train_seconds = seconds
         release_memory(device)
         return result
-    record["epoch_seconds"] = result.train_seconds
+    record["epoch_seconds"] = seconds
     if on_epoch is not None:
         on_epoch(1, record)
-    result.history = [record]
-    result.val_acc = result.best_val_acc = record["val_acc"]
-    result.val_loss = result.best_val_loss = record["val_loss"]
-    result.best_epoch = 1
-    result.images_per_second = (len(data.x_train) + len(data.x_val)) / max(result.train_seconds, 1e-9)
-    result.extra = {"features": float(train.shape[1]), "ridge_lambda": lam, "loo_acc": record["loo_acc"]}
+    screened = TrialResult.from_history(
+        [record],
+        train_seconds=seconds,
+        images_per_second=(len(data.x_train) + len(data.x_val)) / max(seconds, 1e-9),
+        params=result.params,
+        macs=result.macs,
+        device=result.device,
+        extra={"features": float(train.shape[1]), "ridge_lambda": lam, "loo_acc": record["loo_acc"]},
+    )
     classifier = model.head.body[-1]
     if classifier.in_features == train.shape[1]:  # no hidden layer: the read-out is the classifier
         mean, std = (m.double() for m in moments(raw))
         with torch.no_grad():
             classifier.weight.copy_((w.double() / std[:, None]).T.float())
             classifier.bias.copy_((ridge.offset - (mean / std) @ w.double()).float())
-        result.state_dict = cpu_state(model)
-    return result
+        screened.state_dict = cpu_state(model)
+    return screened

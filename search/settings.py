@@ -17,7 +17,7 @@ import copy
 import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +26,53 @@ import yaml
 from .errors import UserError
 from .space import Space, SpaceError, load_space, parse_space, read_yaml
 
+RUNS = Path("runs")  # where campaigns write by default: the MLflow store, the data cache, reports
+PATIENCE = 300.0  # seconds a tracking store may stay unreachable before the campaign stops
+
 # Settings a resumed campaign may change: how long it runs, not what it searches.
 RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold", "search.trial_timeout")
 # Settings of how trials run, not what they compute: may change on resume too.
 EXECUTION = ("search.gpu",)
 CHANGEABLE = RUN_LIMITS + EXECUTION
 
-# Run flags and the space key each one sets.
-FLAG_KEYS = {
-    "trials": "search.trials",
-    "algo": "search.algo",
-    "seed": "search.seed",
-    "time_budget": "search.time_budget",
-    "loss_threshold": "search.loss_threshold",
-    "trial_timeout": "search.trial_timeout",
-    "tpe_startup": "search.tpe.startup_trials",
-    "tpe_gamma": "search.tpe.gamma",
-    "tpe_candidates": "search.tpe.candidates",
-    "dataset": "data.dataset",
-    "prune": "search.pruning.rule",
-    "prune_min_epochs": "search.pruning.min_epochs",
-    "prune_reduction": "search.pruning.reduction",
+
+@dataclass(frozen=True)
+class Shorthand:
+    """A flag of ``archsearch run`` that sets one key of the space: ``--trials 5`` is
+    ``--set search.trials=5``; its type comes from the key's spec in the schema."""
+
+    key: str
+    help: str
+    metavar: str | None = None
+
+
+# The shorthands, by the flag's name (``time_budget``: --time-budget), in the order --help lists them.
+SHORTHANDS = {
+    "trials": Shorthand("search.trials", "trials to end before stopping"),
+    "algo": Shorthand("search.algo", "search algorithm (default tpe)"),
+    "seed": Shorthand("search.seed", "campaign seed"),
+    "time_budget": Shorthand(
+        "search.time_budget",
+        "campaign seconds: start no trial that would end past them (by the median trial so far)",
+        "SECONDS",
+    ),
+    "loss_threshold": Shorthand("search.loss_threshold", "stop once a trial's loss (1 - val_acc) is <= this"),
+    "trial_timeout": Shorthand(
+        "search.trial_timeout", "stop a trial after this long: failed, with the reason timeout", "SECONDS"
+    ),
+    "tpe_startup": Shorthand("search.tpe.startup_trials", "random trials before TPE", "N"),
+    "tpe_gamma": Shorthand("search.tpe.gamma", "TPE's share of good trials"),
+    "tpe_candidates": Shorthand("search.tpe.candidates", "candidates TPE scores per suggestion", "N"),
+    "dataset": Shorthand("data.dataset", "dataset: digits, fashion-mnist, mnist, cifar10, npz:PATH, ..."),
+    "prune": Shorthand(
+        "search.pruning.rule", "stop unpromising trials early: successive halving or the median rule"
+    ),
+    "prune_min_epochs": Shorthand(
+        "search.pruning.min_epochs", "no trial stops before epoch N; asha's first rung", "N"
+    ),
+    "prune_reduction": Shorthand(
+        "search.pruning.reduction", "asha: about 1 trial in R goes on at each rung", "R"
+    ),
 }
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -62,8 +88,7 @@ class Settings:
     raw: dict  # the resolved space file as plain data (what --resume reads back)
     overrides: tuple[str, ...]  # KEY=VALUE as given, in order
     device: str = "auto"  # cpu | cuda | auto (CUDA when there is one)
-    runs: Path = Path("runs")  # default MLflow store and data cache
-    tracking_uri: str | None = None  # --tracking-uri; None: MLFLOW_TRACKING_URI, else SQLite under runs
+    runs: Path = RUNS  # default MLflow store and data cache
     data_dir: Path | None = None  # where to look for dataset files before the cache
     quiet: bool = False
     workers: int | None = None  # --workers: trials at once in worker processes (None: in this process)
@@ -71,11 +96,9 @@ class Settings:
     trials_per_gpu: int | None = None  # --trials-per-gpu
     dask: str | None = None  # --dask: a Dask scheduler's address
     threads: int | None = None  # --threads-per-trial: torch CPU threads of each trial
-    patience: float = 300.0  # --tracking-patience: seconds the tracking store may be unreachable
     warm_start: str | None = None  # --warm-start: a campaign whose best trials run first
     warm_top: int = 5  # --warm-start-top: how many of them
     points: str | None = None  # --points: a file of configurations to run first
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def search(self) -> dict[str, Any]:
@@ -130,10 +153,10 @@ def check_name(name: str) -> str:
 def flag_overrides(values: dict[str, Any]) -> list[str]:
     """``--trials 5`` and friends as KEY=VALUE overrides (flags left unset give none)."""
     out = []
-    for flag, key in FLAG_KEYS.items():
+    for flag, shorthand in SHORTHANDS.items():
         value = values.get(flag)
         if value is not None:
-            out.append(f"{key}={_yaml_scalar(value)}")
+            out.append(f"{shorthand.key}={_yaml_scalar(value)}")
     return out
 
 

@@ -28,6 +28,7 @@ import yaml
 from models import Limits
 
 from . import schema as S
+from .datasets import DATASETS
 from .errors import UserError
 
 
@@ -448,3 +449,16 @@ def _layers(p: _Parser, raw: Any, count: int) -> tuple[Node, ...]:
 def _plain(block: Block) -> dict[str, Any]:
     """The values of a block made only of fixed values (nested blocks as dicts)."""
     return {k: _plain(v) if isinstance(v, Block) else v.value for k, v in block.fields.items()}
+
+
+def input_of(space: Space, shape: tuple[int, int, int] | None, classes: int | None) -> tuple[tuple, int]:
+    """Input shape and class count: those given, else the space's data block, else the dataset's own."""
+    info = DATASETS.get(space.data["dataset"])
+    shape = shape or space.data["input_shape"] or (info.input_shape if info else None)
+    classes = classes or (info.n_classes if info else None)
+    if shape is None or classes is None:
+        raise UserError(
+            f"{space.path}: the input shape and class count of {space.data['dataset']!r} are known "
+            "only once it is loaded; give --input CxHxW and --classes N"
+        )
+    return tuple(shape), classes

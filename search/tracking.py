@@ -50,19 +50,25 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from .compile import arch_hash, arch_name, flatten, to_json
-from .errors import UserError
+from .compile import arch_hash, arch_name, config_hash, flatten, to_json
+from .errors import TrackingError, UserError, error_line
+from .settings import PATIENCE
+from .trial import Outcome
 
 TAG = "archsearch."
-STATUS = {"ok": "FINISHED", "pruned": "FINISHED", "invalid": "FAILED", "failed": "FAILED", "killed": "KILLED"}
-ENDED = ("ok", "pruned", "invalid", "failed")  # outcomes of a trial that is over (not to be run again)
-LEARNED = ("ok", "pruned")  # outcomes whose loss TPE learns from
+# the MLflow status a trial run ends with, by outcome
+STATUS = {
+    Outcome.OK: "FINISHED",
+    Outcome.PRUNED: "FINISHED",
+    Outcome.INVALID: "FAILED",
+    Outcome.FAILED: "FAILED",
+    Outcome.KILLED: "KILLED",
+}
 STALE_AFTER = 600.0  # seconds without a heartbeat after which another host's driver counts as gone
 _BATCH = 100  # MLflow takes at most 100 params or tags per log_batch
 _METRICS_PER_BATCH = 1000  # and at most 1,000 metrics
 FLUSH_EVERY = 5.0  # seconds: per-epoch metrics are written at least this often while a trial runs
 PROGRESS_EVERY = 30.0  # seconds: the campaign's best-so-far point is written at least this often
-PATIENCE = 300.0  # seconds a tracking store may stay unreachable before the campaign stops
 BACKOFF = (1.0, 30.0)  # seconds between retries of a call: first, then doubling up to the last
 # MLflow's own retries of an HTTP call (7, for about 4 minutes, by default) would hide the
 # outage from the patience above: fewer and shorter, the driver retries on top of them
@@ -72,10 +78,6 @@ _QUIET_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
-
-
-class TrackingError(UserError):
-    """The tracking store cannot be used as asked (unknown campaign, unreachable, busy)."""
 
 
 # ---------------------------------------------------------------- what every run records
@@ -189,7 +191,7 @@ class Patient:
             except Exception as e:
                 if not transient(e):
                     raise
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+                first = error_line(e, 300, typed=False)
                 now = time.monotonic()
                 if since is None:
                     since = now
@@ -257,8 +259,9 @@ class Store:
         try:
             return fn(*args, **kwargs)
         except MlflowException as e:
-            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise TrackingError(f"tracking store {self.uri}: {what} failed: {first}") from None
+            raise TrackingError(
+                f"tracking store {self.uri}: {what} failed: {error_line(e, 300, typed=False)}"
+            ) from None
 
     def campaign_names(self) -> list[str]:
         exps = self._call("listing experiments", self.client.search_experiments, max_results=1000)
@@ -327,7 +330,7 @@ class TrialRecord:
     run_id: str
     trial: int
     attempt: int
-    outcome: str  # ok | invalid | failed | killed | running
+    outcome: Outcome
     reason: str | None
     vals: dict[str, list]  # the hyperopt assignment
     config_hash: str
@@ -420,6 +423,10 @@ class Campaign:
         self.heartbeat()
         self.client.update_run(self.run_id, status="RUNNING")
 
+    def keep_alive(self) -> None:
+        """A heartbeat while trials run, at most every PROGRESS_EVERY seconds."""
+        self.heartbeat(at_most_every=PROGRESS_EVERY)
+
     def heartbeat(self, at_most_every: float = 0.0) -> None:
         """Tell other machines this driver is alive (a tag with the time), at most so often."""
         if time.monotonic() - self._progress_at >= at_most_every:
@@ -466,7 +473,7 @@ class Campaign:
         """A trial left RUNNING by a driver that died: KILLED, with why."""
         self.client.log_batch(
             record.run_id,
-            tags=[RunTag(TAG + "outcome", "killed"), RunTag(TAG + "reason", reason)],
+            tags=[RunTag(TAG + "outcome", Outcome.KILLED), RunTag(TAG + "reason", reason)],
         )
         self.client.set_terminated(record.run_id, "KILLED")
 
@@ -480,21 +487,25 @@ class Campaign:
         device: str,
         kind: str = "trial",
         extra_tags: dict[str, str] | None = None,
+        *,
+        source: str | None = None,
     ) -> TrialRun:
-        """A RUNNING child run with the flattened config as params (``kind`` final: a retrained trial)."""
+        """A RUNNING child run with the flattened config as params (``kind`` final: a retrained
+        trial); ``source``: where a given configuration came from (``--warm-start``, ``--points``)."""
         arch = config["architecture"]
         tags = {
             "mlflow.parentRunId": self.run_id,
             TAG + "kind": kind,
             TAG + "trial": str(trial),
             TAG + "attempt": str(attempt),
-            TAG + "outcome": "running",
+            TAG + "outcome": Outcome.RUNNING,
             TAG + "arch_hash": arch_hash(arch),
             TAG + "config_hash": config_hash(config),
             TAG + "vals": to_json(vals),
             TAG + "seed": str(seed),
             TAG + "device": device,
             **provenance(),
+            **({TAG + "source": source} if source else {}),
             **(extra_tags or {}),
         }
         name = f"t{trial:03d} {arch_name(arch)}" + (f" (retry {attempt})" if attempt > 1 else "")
@@ -504,11 +515,6 @@ class Campaign:
         for chunk in _chunks(_params(flatten(config))):
             self.client.log_batch(run_id, params=chunk)
         return TrialRun(self.client, run, trial, name, config)
-
-
-def config_hash(config: dict) -> str:
-    """A short hash of a whole config (architecture and recipe): equal configs, equal hashes."""
-    return arch_hash(config)
 
 
 class TrialRun:
@@ -528,8 +534,11 @@ class TrialRun:
         self._flushed_at = time.monotonic()
         self._last: dict[str, float] = {}  # the last epoch's metrics, not logged again at the end
 
-    def set_tags(self, tags: dict[str, Any]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, _text(v)) for k, v in tags.items()])
+    def started(self, where: str, device: str) -> None:
+        """Where the trial runs: the worker (host:pid) and its device."""
+        self.client.log_batch(
+            self.run_id, tags=[RunTag(TAG + "worker", where), RunTag(TAG + "device", device)]
+        )
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         ts = _now_ms()
@@ -549,7 +558,7 @@ class TrialRun:
             )
         self._flushed_at = time.monotonic()
 
-    def finish(self, outcome: str, reason: str | None, metrics: dict[str, float], **extra: Any) -> None:
+    def finish(self, outcome: Outcome, reason: str | None, metrics: dict[str, float], **extra: Any) -> None:
         """Final metrics, outcome tags and files, then the run's end status."""
         ts = _now_ms()
         step = int(metrics.get("epochs_done", 0))
@@ -572,11 +581,11 @@ class TrialRun:
 
 def _record(run: Any) -> TrialRecord:
     tags, info = run.data.tags, run.info
-    outcome = tags.get(TAG + "outcome", "running")
+    outcome = Outcome(tags.get(TAG + "outcome", Outcome.RUNNING))
     if info.status == "RUNNING":
-        outcome = "running"
+        outcome = Outcome.RUNNING
     elif info.status == RunStatus.to_string(RunStatus.KILLED):
-        outcome = "killed"
+        outcome = Outcome.KILLED
     loss = run.data.metrics.get("loss")
     return TrialRecord(
         run_id=info.run_id,

@@ -4,10 +4,11 @@ import time
 
 import pytest
 
+from search.campaign import open_store
 from search.cli import main
-from search.evaluate import TrialResult
-from search.run import launch, open_store
+from search.run import launch
 from search.settings import resolve
+from search.trial import TrialResult
 from tests.search.test_campaign import campaign_of, client_for, trial_runs
 
 

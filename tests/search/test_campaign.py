@@ -13,12 +13,14 @@ import torch
 from mlflow import MlflowClient
 
 from models import Limits
-from search import evaluate as evaluate_module
+from search import train as train_module
+from search.campaign import open_store
 from search.cli import main
 from search.compile import flatten
-from search.evaluate import TrialResult, evaluate
-from search.run import launch, open_store
+from search.evaluate import evaluate
+from search.run import launch
 from search.settings import resolve
+from search.trial import TrialResult
 from tests.conftest import ROOT
 
 
@@ -140,18 +142,18 @@ def _broken_model(*args, **kwargs):
 
 def test_invalid_nan_and_exception_become_failed_trials_and_the_campaign_goes_on(tiny, runs, monkeypatch):
     calls = []
-    real_build = evaluate_module.build_model
+    real_build = train_module.build_model
 
     def faulty(config, data, **kwargs):
         n = len(calls)
         calls.append(n)
-        monkeypatch.setattr(evaluate_module, "build_model", real_build)
+        monkeypatch.setattr(train_module, "build_model", real_build)
         if n == 0:
             kwargs["limits"] = Limits(max_params=10)  # refused by the shape pass, before training
         elif n == 1:
-            monkeypatch.setattr(evaluate_module, "build_model", _nan_model(real_build))
+            monkeypatch.setattr(train_module, "build_model", _nan_model(real_build))
         elif n == 2:
-            monkeypatch.setattr(evaluate_module, "build_model", _broken_model)
+            monkeypatch.setattr(train_module, "build_model", _broken_model)
         return evaluate(config, data, **kwargs)
 
     settings = resolve(str(tiny), ["search.trials=4"], runs=runs, quiet=True)

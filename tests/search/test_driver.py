@@ -1,168 +1,365 @@
-"""The ask/tell driver over hyperopt: seeded suggestions, TPE learning, no repeats; the progress display."""
-
-import io
-import math
+"""The campaign loop with a fake executor and a fake record, in milliseconds: the stop rules, the
+requeueing of killed trials, lost workers, the pruner, the plots; and Ctrl-C."""
 
 import pytest
 
 from search.compile import CompiledSpace
-from search.driver import Search, derive_seed, trial_seed
-from search.evaluate import TrialResult
-from search.progress import Progress, duration
+from search.driver import MAX_ATTEMPTS, MAX_FAILURES_IN_ROW, CampaignFailed, Interrupted, Interrupts, Loop
+from search.executor import Event
 from search.space import parse_space
-from search.tracking import config_hash
+from search.tracking import TrialRecord
+from search.trial import Outcome, TrialResult
 
 RAW = {
     "architecture": {
         "depth": {"choice": [1, 2]},
         "layers": {"filters": {"count": {"choice": [4, 8, 16]}, "size": 3}, "padding": "same"},
     },
-    "training": {"lr": {"loguniform": [1e-4, 1e-1]}},
+    "training": {"lr": {"loguniform": [1e-4, 1e-1]}, "epochs": 3},
+    "search": {"algo": "random"},
 }
-SETTINGS = {"algo": "tpe", "seed": 0, "tpe": {"startup_trials": 5, "gamma": 0.25, "candidates": 24}}
+SPACE = parse_space(RAW)
+COMPILED = CompiledSpace(SPACE)
 
 
-def compiled(raw=RAW):
-    return CompiledSpace(parse_space(raw))
+class Clock:
+    """Time that passes only when a trial runs."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
 
 
-def run(search, n, loss):
-    """Ask and tell n trials with a loss computed from the config; the configs in order."""
-    configs = []
-    for trial in range(n):
-        vals, config = search.ask(trial)
-        search.tell(trial, vals, loss(config))
-        configs.append(config)
-    return configs
+class Run:
+    def __init__(self, trial, attempt):
+        self.trial, self.attempt, self.name = trial, attempt, f"t{trial:03d}"
+        self.epochs, self.outcome, self.reason, self.where = [], None, None, None
+
+    def started(self, where, device):
+        self.where = where
+
+    def log_epoch(self, epoch, metrics):
+        self.epochs.append(epoch)
+
+    def finish(self, outcome, reason, metrics, **files):
+        self.outcome, self.reason = outcome, reason
 
 
-def lr_loss(config):
-    return abs(math.log10(config["training"]["lr"]) + 2)  # best at lr = 0.01
+class Record:
+    """A campaign's record in memory: what it was given to start from, the runs the loop starts."""
+
+    name = "fake"
+
+    def __init__(self, records=()):
+        self.records, self.runs, self.killed, self.progress = list(records), [], [], []
+
+    def trials(self):
+        return self.records
+
+    def metric_history(self, run_id, key):
+        return []
+
+    def mark_killed(self, record, reason):
+        self.killed.append((record.trial, reason))
+
+    def start_trial(self, trial, attempt, config, vals, seed, device, *, source=None):
+        self.runs.append(Run(trial, attempt))
+        return self.runs[-1]
+
+    def log_progress(self, trial, best, ended, improved):
+        self.progress.append((trial, ended, improved))
+
+    def keep_alive(self):
+        pass
 
 
-def test_the_same_seed_gives_the_same_suggestions():
-    a = run(Search(compiled(), SETTINGS), 12, lr_loss)
-    b = run(Search(compiled(), SETTINGS), 12, lr_loss)
-    c = run(Search(compiled(), {**SETTINGS, "seed": 1}), 12, lr_loss)
-    assert a == b
-    assert a != c
+class Display:
+    def __init__(self):
+        self.notes, self.lost = [], []
+
+    def start(self, ended, total, best):
+        pass
+
+    def trial_start(self, trial, config):
+        pass
+
+    def epoch(self, trial, epoch, epochs, metrics):
+        pass
+
+    def note(self, text):
+        self.notes.append(text)
+
+    def trial_lost(self, trial, reason):
+        self.lost.append(trial)
+
+    def trial_end(self, trial, result, is_best, best):
+        pass
 
 
-def test_suggestions_are_values_and_decode_from_the_vals():
-    search = Search(compiled(), SETTINGS)
-    vals, config = search.ask(0)
-    assert compiled().decode(vals) == config
-    assert config["architecture"]["layers"][0]["filters"]["count"] in (4, 8, 16)
-    assert all(isinstance(v, list) for v in vals.values())
+class Executor:
+    """Runs the jobs submitted, one per ``wait``, as ``script(trial, attempt)`` says: a list of
+    events (kind, payload) for that attempt; each trial takes ``seconds`` of the clock."""
+
+    def __init__(self, clock, script, seconds=10.0, capacity=1):
+        self.clock, self.script, self.seconds, self.slots = clock, script, seconds, capacity
+        self.jobs, self.attempts, self.stopped, self.cancelled, self.closed = [], {}, [], [], False
+
+    def describe(self):
+        return "in a test"
+
+    def capacity(self):
+        return self.slots
+
+    def submit(self, job):
+        self.jobs.append(job)
+
+    def cancel(self, key):
+        self.cancelled.append(key)
+        self.jobs = [j for j in self.jobs if j.key != key]
+
+    def stop(self, key):
+        self.stopped.append(key)
+
+    def wait(self, handle, timeout):
+        job = self.jobs.pop(0)
+        self.clock.now += self.seconds
+        attempt = self.attempts[job.key] = self.attempts.get(job.key, 0) + 1
+        for kind, payload in self.script(int(job.key), attempt):
+            if kind == "epoch":
+                epoch, metrics = payload
+                handle(Event("epoch", job.key, epoch=epoch, metrics=metrics))
+                if job.key in self.stopped:
+                    return  # stopped: no more events
+            elif kind == "lost":
+                handle(Event("lost", job.key, reason=payload))
+                if job.key not in self.cancelled:
+                    self.jobs.insert(0, job)  # run again, as the executors do
+                return
+            else:
+                handle(Event(kind, job.key, result=payload, where="host:1", device="cpu"))
+
+    def close(self):
+        self.closed = True
 
 
-def test_tpe_learns_from_told_losses():
-    # after the random start-up, TPE proposes learning rates near the best one more often than random search
-    def near(configs):
-        return sum(lr_loss(c) < 0.25 for c in configs[10:])  # random: 1 in 6
-
-    tpe = run(Search(compiled(), {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}}), 40, lr_loss)
-    rand = run(Search(compiled(), {**SETTINGS, "algo": "random"}), 40, lr_loss)
-    assert near(tpe) > near(rand)
+class Job:
+    def __init__(self, trial, config):
+        self.key, self.config = str(trial), config
 
 
-def test_a_repeat_of_an_evaluated_configuration_is_drawn_again():
-    small = {  # two configurations in all
-        "architecture": {"depth": 1, "layers": {"filters": {"count": {"choice": [4, 8]}, "size": 3}}},
-    }
-    search = Search(compiled(small), {**SETTINGS, "algo": "random"})
-    vals, first = search.ask(0)
-    search.tell(0, vals, 0.5)
-    _, second = search.ask(1, avoid={config_hash(first)})
-    assert second != first
+def ok(acc=0.5):
+    return [("done", TrialResult(Outcome.OK, val_acc=acc, train_seconds=1.0))]
 
 
-def test_trials_in_flight_are_told_as_the_worst_loss_so_far_and_only_while_asking():
-    search = Search(compiled(), {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}})
-    run(search, 30, lr_loss)
-    docs = list(search.trials.trials)
-    best = min(docs, key=lambda d: d["result"]["loss"])
-    in_flight = {100 + i: best["misc"]["vals"] for i in range(6)}  # six workers on the best point
-
-    def distance(asks):
-        return sum(lr_loss(config) for _, config in asks) / len(asks)
-
-    alone = [search.ask(200 + i) for i in range(20)]
-    crowded = [search.ask(200 + i, pending=in_flight) for i in range(20)]
-    assert search.trials.trials == docs  # the lies are gone once the suggestion is made
-    # TPE reads the crowded best point as bad, so it proposes farther from it
-    assert distance(crowded) > distance(alone)
-
-
-def test_trials_in_flight_change_nothing_during_the_random_start_up():
-    search = Search(compiled(), SETTINGS)
-    vals, _ = search.ask(0)
-    assert search.ask(1, pending={0: vals}) == search.ask(1)
+def loop(script, record=None, seconds=10.0, capacity=1, **search):
+    clock = Clock()
+    settings = {**SPACE.search, **search}
+    executor = Executor(clock, script, seconds, capacity)
+    record = record or Record()
+    display = Display()
+    drawn = []
+    the_loop = Loop(
+        record,
+        COMPILED,
+        executor,
+        settings,
+        make_job=Job,
+        device_tag="cpu",
+        progress=display,
+        plots=lambda: drawn.append(clock()),
+        clock=clock,
+    )
+    return the_loop, record, executor, display, drawn
 
 
-def test_failed_trials_are_told_without_a_loss():
-    search = Search(compiled(), SETTINGS)
-    vals, _ = search.ask(0)
-    search.tell(0, vals, None)
-    (doc,) = search.trials.trials
-    assert doc["result"] == {"status": "fail"}
-    assert search.trials.losses() == [None]
+def test_it_stops_once_the_trials_asked_for_have_ended():
+    the_loop, record, executor, _, _ = loop(lambda trial, attempt: ok(), trials=5)
+    state, why = the_loop.run()
+    assert why == "5 trials ended"
+    assert [r.trial for r in record.runs] == [0, 1, 2, 3, 4]
+    assert all(r.outcome == Outcome.OK for r in record.runs)
+    assert set(state.ended.values()) == {Outcome.OK} and state.compute == 5.0
+    assert executor.closed
 
 
-def test_seeds_are_derived_stably_per_trial():
-    assert trial_seed(0, 3) == trial_seed(0, 3)
-    assert len({trial_seed(0, t) for t in range(100)}) == 100
-    assert trial_seed(0, 3) != trial_seed(1, 3)
-    assert 0 <= derive_seed(123, 4, 5) < 2**31
+def test_no_trial_starts_that_would_end_past_the_time_budget():
+    # trials of 10 s and a budget of 35 s: after 3 trials 5 s are left, less than the median trial
+    the_loop, record, _, _, _ = loop(lambda trial, attempt: ok(), trials=50, time_budget=35.0)
+    _, why = the_loop.run()
+    assert len(record.runs) == 3
+    assert why == (
+        "time budget of 35 s: 5 s left, less than a trial takes (median 10 s), so no new trial started"
+    )
+    # a budget spent by the first trial
+    the_loop, record, _, _, _ = loop(lambda trial, attempt: ok(), seconds=40.0, trials=50, time_budget=35.0)
+    assert the_loop.run()[1] == "time budget of 35 s spent" and len(record.runs) == 1
 
 
-# ---------------------------------------------------------------- progress
+def test_the_loss_threshold_stops_the_campaign_and_trials_in_flight_end():
+    accuracies = [0.5, 0.6, 0.95, 0.7, 0.8]
+    the_loop, record, _, display, _ = loop(
+        lambda trial, attempt: ok(accuracies[trial]), capacity=2, trials=50, loss_threshold=0.1
+    )
+    state, why = the_loop.run()
+    assert why == "loss 0.0500 <= threshold 0.1"
+    # trial 2 reached it while trial 3 ran: no trial started after, trial 3 ended
+    assert [r.trial for r in record.runs] == [0, 1, 2, 3] and state.best["trial"] == 2
+    assert display.notes == ["loss 0.0500 <= threshold 0.1; waiting for the 1 running"]
 
 
-class Terminal(io.StringIO):
-    def isatty(self):
-        return True
+def test_ten_failures_in_a_row_stop_the_campaign_with_the_last_reason():
+    def script(trial, attempt):
+        if trial == 0:
+            return ok()
+        return [("done", TrialResult(Outcome.FAILED, reason=f"RuntimeError: no {trial}"))]
+
+    the_loop, record, _, _, _ = loop(script, trials=50)
+    with pytest.raises(CampaignFailed, match=f"{MAX_FAILURES_IN_ROW} trials failed in a row") as info:
+        the_loop.run()
+    assert "last reason: RuntimeError: no 10" in str(info.value)
+    assert len(record.runs) == 1 + MAX_FAILURES_IN_ROW
 
 
-CONFIG = {"architecture": {"layers": [{"filters": {"count": 8, "size": 3}, "pool": {"kind": "max"}}]}}
+def test_an_invalid_or_ok_trial_resets_the_failures_in_a_row():
+    def script(trial, attempt):
+        if trial % 5 == 4:
+            return [("done", TrialResult(Outcome.INVALID, reason="too small"))]
+        return [("done", TrialResult(Outcome.FAILED, reason="RuntimeError"))]
+
+    the_loop, record, _, _, _ = loop(script, trials=30)
+    state, why = the_loop.run()  # never ten failures in a row
+    assert why == "30 trials ended" and state.failures_in_row == 0
 
 
-def test_progress_on_a_terminal_redraws_a_status_line():
-    out = Terminal()
-    p = Progress(stream=out)
-    p.start(0, 2, None)
-    p.trial_start(0, CONFIG)
-    p.epoch(0, 1, 2, {"val_acc": 0.5})
-    p.trial_end(0, TrialResult("ok", val_acc=0.5), True, {"trial": 0, "val_acc": 0.5, "loss": 0.5})
-    text = out.getvalue()
-    assert "\r\x1b[K" in text
-    assert "trial 1/2 t000 epoch 1/2 val_acc 0.5000" in text
-    assert "t000 [1/2] l1 f8 k3 pmax" in text and "* best" in text
+def record_of(trial, outcome, vals, attempt=1, loss=None):
+    return TrialRecord(
+        run_id=f"run{trial}.{attempt}",
+        trial=trial,
+        attempt=attempt,
+        outcome=outcome,
+        reason=None,
+        vals=vals,
+        config_hash=f"hash{trial}",
+        loss=loss,
+        metrics={} if loss is None else {"val_acc": 1 - loss, "train_seconds": 2.0},
+        params={},
+        name=f"t{trial:03d}",
+        start_time=None,
+        end_time=None,
+    )
 
 
-def test_progress_off_a_terminal_writes_plain_lines_and_quiet_writes_none():
-    out = io.StringIO()
-    p = Progress(stream=out)
-    p.start(0, 1, None)
-    p.trial_start(0, CONFIG)
-    p.epoch(0, 1, 2, {"val_acc": 0.5})
-    p.trial_end(0, TrialResult("failed", reason="diverged: nan"), False, None)
-    assert out.getvalue() == "t000 [1/1] l1 f8 k3 pmax  0.0s  failed: diverged: nan\n"
-    quiet = io.StringIO()
-    q = Progress(quiet=True, stream=quiet)
-    q.trial_start(0, CONFIG)
-    q.trial_end(0, TrialResult("ok", val_acc=0.5), True, None)
-    assert quiet.getvalue() == ""
+def test_a_resumed_campaign_runs_its_killed_trials_first_and_repeats_nothing():
+    vals = [COMPILED.encode(c) for c in COMPILED.sample(3, seed=1)]
+    before = [
+        record_of(0, Outcome.OK, vals[0], loss=0.3),
+        record_of(1, Outcome.RUNNING, vals[1]),  # its driver died
+        record_of(2, Outcome.KILLED, vals[2], attempt=2),  # Ctrl-C
+    ]
+    the_loop, record, _, _, _ = loop(lambda trial, attempt: ok(), Record(before), trials=4)
+    assert record.killed == [(1, "the driver stopped while this trial ran")]
+    state, why = the_loop.run()
+    # the killed ones first, as new attempts, then a new trial: four trials ended, none twice
+    assert [(r.trial, r.attempt) for r in record.runs] == [(1, 2), (2, 3), (3, 1)]
+    assert sorted(state.ended) == [0, 1, 2, 3] and state.compute == 2.0 + 3 * 1.0
+    assert why == "4 trials ended"
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(4.24, "4.2s"), (42, "42s"), (185, "3m05s"), (7620, "2h07m")])
-def test_durations(seconds, text):
-    assert duration(seconds) == text
+def test_a_lost_worker_runs_the_trial_again_and_gives_up_after_three_attempts():
+    def script(trial, attempt):
+        if trial == 0 and attempt < 3:
+            return [("lost", f"worker {attempt} killed")]
+        if trial == 1:
+            return [("lost", "worker always killed")]
+        return ok()
+
+    the_loop, record, executor, display, _ = loop(script, trials=2)
+    state, _ = the_loop.run()
+    runs = [(r.trial, r.attempt, r.outcome) for r in record.runs]
+    assert runs == [
+        (0, 1, Outcome.KILLED),
+        (0, 2, Outcome.KILLED),
+        (0, 3, Outcome.OK),
+        (1, 1, Outcome.KILLED),
+        (1, 2, Outcome.KILLED),
+        (1, 3, Outcome.FAILED),
+    ]
+    assert record.runs[-1].reason == f"worker always killed; lost {MAX_ATTEMPTS} times, so not run again"
+    assert executor.cancelled == ["1"] and display.lost == [0, 0, 1, 1]
+    assert state.ended == {0: Outcome.OK, 1: Outcome.FAILED}
+
+
+def test_the_pruner_stops_a_trial_that_is_not_among_the_best_at_its_rung():
+    accuracies = {0: 0.8, 1: 0.9, 2: 0.1}  # asha, reduction 2: at epoch 1, trial 2 is not in the top half
+
+    def script(trial, attempt):
+        epochs = [("epoch", (e, {"val_acc": accuracies[trial], "epoch_seconds": 1.0})) for e in (1, 2, 3)]
+        history = [{"val_acc": accuracies[trial]}] * 3
+        return [*epochs, ("done", TrialResult.from_history(history, train_seconds=3.0))]
+
+    pruning = {"rule": "asha", "min_epochs": 1, "reduction": 2, "min_trials": 5}
+    the_loop, record, executor, _, _ = loop(script, trials=3, pruning=pruning)
+    state, _ = the_loop.run()
+    assert executor.stopped == ["2"]
+    assert [r.outcome for r in record.runs] == [Outcome.OK, Outcome.OK, Outcome.PRUNED]
+    assert record.runs[2].epochs == [1] and record.runs[2].reason.startswith("asha at epoch 1")
+    assert state.compute == 3.0 + 3.0 + 1.0  # the pruned trial's epoch_seconds
+
+
+def test_given_points_run_first_in_order_and_a_known_one_is_skipped():
+    configs = COMPILED.sample(3, seed=4)
+    points = [(COMPILED.encode(c), c, f"points p[{i}]") for i, c in enumerate([*configs, configs[0]])]
+    the_loop, record, _, _, _ = loop(lambda trial, attempt: ok(), trials=4)
+    the_loop.given = list(points)
+    started = []
+    real = the_loop.campaign.start_trial
+    the_loop.campaign.start_trial = lambda *a, source=None: started.append((a[2], source)) or real(*a)
+    the_loop.run()
+    assert [s for _, s in started] == ["points p[0]", "points p[1]", "points p[2]", None]  # p[3] repeats p[0]
+    assert [c for c, _ in started[:3]] == configs
+
+
+def test_plots_are_drawn_at_most_every_minute_and_once_at_the_end():
+    the_loop, _, _, _, drawn = loop(lambda trial, attempt: ok(), seconds=25.0, trials=6)
+    the_loop.run()
+    # trials end at 25, 50, ... 150 s: drawn at 75 and 150 (a minute after the last drawing)
+    assert drawn == [1075.0, 1150.0]
+    the_loop, _, _, _, drawn = loop(lambda trial, attempt: ok(), seconds=5.0, trials=3)
+    the_loop.run()
+    assert drawn == []  # a campaign shorter than a minute leaves the plots to `archsearch report`
+
+
+def test_ctrl_c_ends_the_trials_in_flight_as_killed():
+    interrupts = Interrupts()
+
+    def script(trial, attempt):
+        interrupts(2, None)  # Ctrl-C while the first trial runs
+        return [("epoch", (1, {"val_acc": 0.5}))]
+
+    the_loop, record, executor, _, _ = loop(script, trials=3, capacity=2)
+    the_loop.interrupts = interrupts
+    with pytest.raises(Interrupted):
+        the_loop.run()
+    assert [(r.trial, r.outcome, r.reason) for r in record.runs] == [
+        (0, Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)"),
+        (1, Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)"),
+    ]
+    assert executor.closed
+
+
+def test_a_state_counts_what_ended_and_the_best():
+    the_loop, *_ = loop(lambda trial, attempt: ok(), trials=1)
+    state = the_loop.state
+    assert state.end(0, Outcome.OK, "a", 0.4, 0.6, "t000") is True
+    assert state.end(1, Outcome.OK, "b", 0.5, 0.5, "t001") is False
+    assert state.record(2, "c", TrialResult(Outcome.FAILED, reason="x"), "t002") is False
+    assert state.best["trial"] == 0 and state.failures_in_row == 1 and state.last_reason == "x"
+    assert state.seen == {"a", "b", "c"}
 
 
 def test_a_first_signal_is_noted_and_a_second_one_raised():
-    from search.driver import Interrupted, Interrupts
-
     interrupts = Interrupts()
     interrupts(2, None)  # noted, acted on where the driver chooses
     assert interrupts.should_stop()

@@ -7,8 +7,10 @@ import torch
 
 from search.compile import CompiledSpace
 from search.data import load_data
-from search.evaluate import TrialResult, augment, evaluate, lr_factor, make_optimizer
+from search.evaluate import evaluate
 from search.space import parse_space
+from search.train import augment, lr_factor, make_optimizer
+from search.trial import TrialResult
 
 SPACE = {
     "data": {"dataset": "digits"},
@@ -129,12 +131,12 @@ def test_a_stop_request_ends_training_at_the_next_step(digits):
 
 
 def test_out_of_memory_is_a_failed_trial_with_the_reason(digits, monkeypatch):
-    from search import evaluate as evaluate_module
+    from search import train as train_module
 
     def too_big(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB\nmore details")
 
-    monkeypatch.setattr(evaluate_module, "build_model", too_big)
+    monkeypatch.setattr(train_module, "build_model", too_big)
     result = evaluate(config(), digits, seed=0)
     assert result.outcome == "failed"
     assert result.reason == "out of memory: CUDA out of memory. Tried to allocate 20.00 GiB"

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from search import cluster, executor
-from search.evaluate import TrialResult, failures, is_device_error, release_memory
 from search.executor import gpu_share, prepare_gpu, shared_oom
+from search.trial import TrialResult, failures, is_device_error, release_memory
 
 
 @pytest.mark.parametrize(("per_gpu", "share"), [(1, None), (2, 0.475), (4, 0.2375)])

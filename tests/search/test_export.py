@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from search.campaign import open_store
 from search.cli import main
 from search.data import load_data
-from search.evaluate import TrialResult
-from search.run import launch, open_store
+from search.run import launch
 from search.settings import resolve
+from search.trial import TrialResult
 
 BUNDLE = {
     "MODEL.md",
@@ -164,8 +165,8 @@ def test_registry_round_trip(campaign_runs, tmp_path, capsys, monkeypatch):
 
 def test_a_retrained_model_starts_from_its_trials_initial_weights(tiny, runs, monkeypatch):
     """Same seed, same start: the retrain builds each model from its trial's seed."""
-    import search.evaluate
     import search.retrain
+    import search.train
 
     initial = {"trial": [], "final": []}
 
@@ -176,7 +177,7 @@ def test_a_retrained_model_starts_from_its_trials_initial_weights(tiny, runs, mo
 
         return train
 
-    monkeypatch.setattr(search.evaluate, "train", spy("trial", search.evaluate.train))
+    monkeypatch.setattr(search.train, "train", spy("trial", search.train.train))
     assert main(["run", str(tiny), "--runs", str(runs), "--trials", "1", "-q"]) == 0
     monkeypatch.setattr(search.retrain, "train", spy("final", search.retrain.train))
     assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0

@@ -181,7 +181,8 @@ def suicide(config, data, **kwargs):
 
 
 def test_a_trial_whose_worker_always_dies_is_failed_after_three_attempts(tiny, runs, capsys):
-    from search.run import launch, open_store
+    from search.campaign import open_store
+    from search.run import launch
     from search.settings import resolve
 
     settings = resolve(str(tiny), ["search.trials=1"], workers=1, runs=runs, quiet=True)
@@ -197,7 +198,8 @@ def test_a_trial_whose_worker_always_dies_is_failed_after_three_attempts(tiny, r
 def cuda_error_once(config, data, **kwargs):
     """The first trial (in any process) hits a CUDA error as a device-side assert gives; later
     trials train as usual. The trial's own error handling sees the error, as on a GPU."""
-    from search import evaluate
+    from search import train
+    from search.evaluate import evaluate
 
     mark = Path(os.environ["ARCHSEARCH_TEST_MARK"])
     if not mark.exists():
@@ -206,16 +208,17 @@ def cuda_error_once(config, data, **kwargs):
         def broken(*args, **kw):
             raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
 
-        real, evaluate.train = evaluate.train, broken
+        real, train.train = train.train, broken
         try:
-            return evaluate.evaluate(config, data, **kwargs)
+            return evaluate(config, data, **kwargs)
         finally:
-            evaluate.train = real
-    return evaluate.evaluate(config, data, **kwargs)
+            train.train = real
+    return evaluate(config, data, **kwargs)
 
 
 def test_a_cuda_error_fails_the_trial_and_the_next_runs_in_a_fresh_worker(tiny, runs, tmp_path, monkeypatch):
-    from search.run import launch, open_store
+    from search.campaign import open_store
+    from search.run import launch
     from search.settings import resolve
 
     monkeypatch.setenv("ARCHSEARCH_TEST_MARK", str(tmp_path / "mark"))
@@ -235,8 +238,9 @@ def test_a_cuda_error_fails_the_trial_and_the_next_runs_in_a_fresh_worker(tiny, 
 def test_a_cuda_error_inline_stops_the_campaign_with_a_line_that_says_to_resume(
     tiny, runs, tmp_path, monkeypatch, capsys
 ):
+    from search.campaign import open_store
     from search.cli import main as cli
-    from search.run import launch, open_store
+    from search.run import launch
     from search.settings import resolve
 
     monkeypatch.setenv("ARCHSEARCH_TEST_MARK", str(tmp_path / "mark"))

@@ -9,10 +9,11 @@ import pytest
 from mlflow import MlflowClient
 
 from search import report
+from search.campaign import open_store
 from search.cli import main
-from search.evaluate import TrialResult
-from search.run import launch, open_store
+from search.run import launch
 from search.settings import resolve
+from search.trial import TrialResult
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -148,9 +149,9 @@ def test_a_running_campaign_keeps_its_plots_fresh(tiny, runs, monkeypatch):
     from search import driver
 
     drawn = []
-    real = driver.Plots.draw
+    real = report.log_plots
     monkeypatch.setattr(driver, "PLOTS_EVERY", 0.0)  # refresh after every trial
-    monkeypatch.setattr(driver.Plots, "draw", lambda self, c: (drawn.append(1), real(self, c)))
+    monkeypatch.setattr(report, "log_plots", lambda c: (drawn.append(1), real(c)))
     assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
     assert len(drawn) == 2  # after each trial; nothing left stale at the end
     campaign = open_store(runs, None).require("tiny")

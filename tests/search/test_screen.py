@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from models import build_model
+from search.campaign import space_data
 from search.compile import CompiledSpace
 from search.evaluate import evaluate
-from search.run import space_data
 from search.screen import Ridge, extract, standardize
 from search.settings import resolve
 from tests.conftest import ROOT

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from models import InvalidArchitecture, build_model
-from search.cli import input_of
 from search.compile import CompiledSpace
-from search.space import load_space
+from search.space import input_of, load_space
 from tests.conftest import SPACES
 
 

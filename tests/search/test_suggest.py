@@ -1,0 +1,161 @@
+"""Proposing trials: seeded suggestions, TPE learning, no repeats, the constant liar; and what the
+ask/tell adapter relies on in hyperopt's internals."""
+
+import math
+
+from search.compile import CompiledSpace, config_hash
+from search.space import parse_space
+from search.suggest import Search, derive_seed, trial_seed
+
+RAW = {
+    "architecture": {
+        "depth": {"choice": [1, 2]},
+        "layers": {"filters": {"count": {"choice": [4, 8, 16]}, "size": 3}, "padding": "same"},
+    },
+    "training": {"lr": {"loguniform": [1e-4, 1e-1]}},
+}
+SETTINGS = {"algo": "tpe", "seed": 0, "tpe": {"startup_trials": 5, "gamma": 0.25, "candidates": 24}}
+
+
+def compiled(raw=RAW):
+    return CompiledSpace(parse_space(raw))
+
+
+def run(search, n, loss):
+    """Ask and tell n trials with a loss computed from the config; the configs in order."""
+    configs = []
+    for trial in range(n):
+        vals, config = search.ask(trial)
+        search.tell(trial, vals, loss(config))
+        configs.append(config)
+    return configs
+
+
+def lr_loss(config):
+    return abs(math.log10(config["training"]["lr"]) + 2)  # best at lr = 0.01
+
+
+def test_the_same_seed_gives_the_same_suggestions():
+    a = run(Search(compiled(), SETTINGS), 12, lr_loss)
+    b = run(Search(compiled(), SETTINGS), 12, lr_loss)
+    c = run(Search(compiled(), {**SETTINGS, "seed": 1}), 12, lr_loss)
+    assert a == b
+    assert a != c
+
+
+def test_suggestions_are_values_and_decode_from_the_vals():
+    search = Search(compiled(), SETTINGS)
+    vals, config = search.ask(0)
+    assert compiled().decode(vals) == config
+    assert config["architecture"]["layers"][0]["filters"]["count"] in (4, 8, 16)
+    assert all(isinstance(v, list) for v in vals.values())
+
+
+def test_tpe_learns_from_told_losses():
+    # after the random start-up, TPE proposes learning rates near the best one more often than random search
+    def near(configs):
+        return sum(lr_loss(c) < 0.25 for c in configs[10:])  # random: 1 in 6
+
+    tpe = run(Search(compiled(), {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}}), 40, lr_loss)
+    rand = run(Search(compiled(), {**SETTINGS, "algo": "random"}), 40, lr_loss)
+    assert near(tpe) > near(rand)
+
+
+def test_a_repeat_of_an_evaluated_configuration_is_drawn_again():
+    small = {  # two configurations in all
+        "architecture": {"depth": 1, "layers": {"filters": {"count": {"choice": [4, 8]}, "size": 3}}},
+    }
+    search = Search(compiled(small), {**SETTINGS, "algo": "random"})
+    vals, first = search.ask(0)
+    search.tell(0, vals, 0.5)
+    _, second = search.ask(1, avoid={config_hash(first)})
+    assert second != first
+
+
+def test_trials_in_flight_are_told_as_the_worst_loss_so_far_and_only_while_asking():
+    search = Search(compiled(), {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}})
+    run(search, 30, lr_loss)
+    docs = list(search.trials.trials)
+    best = min(docs, key=lambda d: d["result"]["loss"])
+    in_flight = {100 + i: best["misc"]["vals"] for i in range(6)}  # six workers on the best point
+
+    def distance(asks):
+        return sum(lr_loss(config) for _, config in asks) / len(asks)
+
+    alone = [search.ask(200 + i) for i in range(20)]
+    crowded = [search.ask(200 + i, pending=in_flight) for i in range(20)]
+    assert search.trials.trials == docs  # the lies are gone once the suggestion is made
+    # TPE reads the crowded best point as bad, so it proposes farther from it
+    assert distance(crowded) > distance(alone)
+
+
+def test_trials_in_flight_change_nothing_during_the_random_start_up():
+    search = Search(compiled(), SETTINGS)
+    vals, _ = search.ask(0)
+    assert search.ask(1, pending={0: vals}) == search.ask(1)
+
+
+def test_failed_trials_are_told_without_a_loss():
+    search = Search(compiled(), SETTINGS)
+    vals, _ = search.ask(0)
+    search.tell(0, vals, None)
+    (doc,) = search.trials.trials
+    assert doc["result"] == {"status": "fail"}
+    assert search.trials.losses() == [None]
+
+
+def test_seeds_are_derived_stably_per_trial():
+    assert trial_seed(0, 3) == trial_seed(0, 3)
+    assert len({trial_seed(0, t) for t in range(100)}) == 100
+    assert trial_seed(0, 3) != trial_seed(1, 3)
+    assert 0 <= derive_seed(123, 4, 5) < 2**31
+
+
+# ---------------------------------------------------------------- what the adapter relies on in hyperopt
+
+
+def test_hyperopt_trials_internals_the_adapter_relies_on():
+    """``Search`` drives hyperopt 0.3's ``Trials`` through these documented-nowhere behaviours;
+    a hyperopt release that changes one of them fails here first."""
+    from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Trials
+
+    search = Search(compiled(), SETTINGS)
+    vals, _ = search.ask(0)
+    # a finished document inserted and refreshed is in the view TPE reads, with its result
+    search.tell(0, vals, 0.25)
+    search.tell(1, vals, None)
+    assert isinstance(search.trials, Trials)
+    assert [d["tid"] for d in search.trials.trials] == [0, 1]
+    assert [d["state"] for d in search.trials.trials] == [JOB_STATE_DONE] * 2
+    assert [d["result"]["status"] for d in search.trials.trials] == [STATUS_OK, STATUS_FAIL]
+    assert search.trials.losses() == [0.25, None]
+    assert search.trials.trials[0]["misc"]["vals"] == vals
+    # removing a document from _dynamic_trials, then refreshing, takes it out of that view
+    search.trials._dynamic_trials = [d for d in search.trials._dynamic_trials if d["tid"] != 1]
+    search.trials.refresh()
+    assert [d["tid"] for d in search.trials.trials] == [0]
+
+
+def test_tpe_draws_as_random_search_before_its_startup_trials_and_ranks_failures_worst():
+    """``ask`` calls random search itself during TPE's start-up (the same draws, without TPE's
+    model); and a trial told without a loss counts for TPE as the worst (an infinite loss)."""
+    from hyperopt import Domain, rand, tpe
+
+    search = Search(compiled(), SETTINGS)
+    run(search, 3, lr_loss)
+    domain = Domain(lambda config: 0.0, compiled().expr)
+    by_tpe = tpe.suggest([3], domain, search.trials, 123, n_startup_jobs=5)[0]["misc"]["vals"]
+    by_rand = rand.suggest([3], domain, search.trials, 123)[0]["misc"]["vals"]
+    assert by_tpe == by_rand
+
+    # failures where lr < 1e-2.5, a flat loss elsewhere: TPE soon stops proposing the failing half
+    failing = {**SETTINGS, "tpe": {**SETTINGS["tpe"], "startup_trials": 10}}
+
+    def loss(config):
+        return None if config["training"]["lr"] < 10**-2.5 else 0.5
+
+    def failed(algo):  # after the start-up, over three campaigns
+        seeds = [{**failing, "algo": algo, "seed": seed} for seed in range(3)]
+        return sum(loss(c) is None for s in seeds for c in run(Search(compiled(), s), 40, loss)[10:])
+
+    assert failed("tpe") < 0.8 * failed("random")
