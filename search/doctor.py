@@ -148,12 +148,12 @@ class Doctor:
             )
         import torch
 
-        from .bench import _default_dataset
+        from .bench.harness import default_dataset
         from .trial import device_name, resolve_device
 
         dev = resolve_device(self.device)
         self.device = dev.type
-        self.dataset = _default_dataset(self.data_dir)
+        self.dataset = default_dataset(self.data_dir)
         found = {"device": device_name(dev), "dataset": self.dataset, "versions": versions}
         if dev.type == "cuda":
             props = torch.cuda.get_device_properties(dev)

@@ -49,7 +49,7 @@ class Shorthand:
 # The shorthands, by the flag's name (``time_budget``: --time-budget), in the order --help lists them.
 SHORTHANDS = {
     "trials": Shorthand("search.trials", "trials to end before stopping"),
-    "algo": Shorthand("search.algo", "search algorithm (default tpe)"),
+    "algo": Shorthand("search.algo", "search algorithm"),
     "seed": Shorthand("search.seed", "campaign seed"),
     "time_budget": Shorthand(
         "search.time_budget",
