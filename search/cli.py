@@ -628,6 +628,7 @@ class Doctor(Command):
         if args.gpu and args.device == "cpu":
             raise UserError("--gpu checks the GPU; leave out --device cpu")
         return doctor(
+            main,
             device="cuda" if args.gpu else args.device,
             data_dir=data_dir(args),
             out=Path(args.out) if args.out else None,

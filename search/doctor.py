@@ -93,8 +93,10 @@ class Doctor:
     """The steps of one check, their shared state (the device, the data, the campaign's folder)
     and their results."""
 
-    def __init__(self, device: str, data_dir: Path | None, out: Path, quick: bool):
-        self.device, self.data_dir, self.out = device, data_dir, out
+    def __init__(
+        self, device: str, data_dir: Path | None, out: Path, quick: bool, main: Callable[[list], int]
+    ):
+        self.device, self.data_dir, self.out, self.main = device, data_dir, out, main
         self.size = SIZES["quick" if quick else "full"]
         self.runs = out / "runs"
         self.log = io.StringIO()
@@ -106,12 +108,10 @@ class Doctor:
     def cli(self, *argv: str) -> None:
         """``archsearch ARGV`` in this process, its output kept for the log; fails the step
         with the last line it printed when it does not end with code 0."""
-        from .cli import main
-
         out = io.StringIO()
         self.log.write(f"\n$ archsearch {' '.join(argv)}\n")
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = main(list(argv))
+            code = self.main(list(argv))
         self.log.write(out.getvalue())
         if code != 0:
             said = [line for line in out.getvalue().splitlines() if line.strip()]
@@ -354,6 +354,7 @@ def figures_text(name: str, r: dict) -> str:
 
 
 def doctor(
+    main: Callable[[list], int],
     *,
     device: str = "auto",
     data_dir: Path | None = None,
@@ -362,7 +363,8 @@ def doctor(
     steps: list[str] | None = None,
     say: Callable[[str], None] = print,
 ) -> int:
-    """Run the check; returns the exit code (0: every step passed, 1: one failed)."""
+    """Run the check; returns the exit code (0: every step passed, 1: one failed). ``main``: the
+    command line's, which runs each step's command in this process."""
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UserError(f"--data-dir {data_dir}: not a folder")
     if device == "cuda":
@@ -375,7 +377,7 @@ def doctor(
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: holds files already; give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
-    check = Doctor(device, Path(data_dir).absolute() if data_dir else None, out, quick)
+    check = Doctor(device, Path(data_dir).absolute() if data_dir else None, out, quick, main)
     only = list(steps or STEPS)
     say(f"archsearch doctor: {'quick' if quick else 'full'} check, steps {', '.join(only)}; results in {out}")
     t0 = time.perf_counter()

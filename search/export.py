@@ -291,65 +291,8 @@ def export_bundle(
         model = Standardized(net, data.mean, data.std).eval()
         batch = (data.x_val[:CHECK_BATCH] * model.std + model.mean).contiguous()  # back to [0, 1] pixels
 
-        from safetensors.torch import save_file
-
-        save_file(
-            {k: v.contiguous() for k, v in net.state_dict().items()}, str(bundle / "weights.safetensors")
-        )
-        with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "onnxscript"):
-            warnings.simplefilter("ignore")  # TorchScript's and the exporter's deprecation notices
-            scripted = torch.jit.trace(model, batch[:2])
-            scripted.save(str(bundle / "model.pt"))
-            batch_dim = torch.export.Dim("batch", min=1)
-            torch.onnx.export(
-                model,
-                (batch[:2],),
-                str(bundle / "model.onnx"),
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_shapes={"images": {0: batch_dim}},
-                dynamo=True,
-                external_data=False,  # one file, weights inside
-                verbose=False,
-            )
-            reloaded = torch.jit.load(str(bundle / "model.pt"))
-        check = _check(model, reloaded, bundle / "model.onnx", batch)
-
-        metrics = {k: v for k, v in record.metrics.items()}
-        c, h, w = data.input_shape
-        (bundle / "architecture.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        (bundle / "metrics.json").write_text(
-            json.dumps(
-                {
-                    "campaign": campaign.name,
-                    "trial": record.trial,
-                    "run_id": record.run_id,
-                    "name": record.name,
-                    "metrics": metrics,
-                    "dataset": data.summary(),
-                    "self_check": check,
-                },
-                indent=2,
-            )
-        )
-        (bundle / "preprocessing.json").write_text(
-            json.dumps(
-                {
-                    "input_shape": [c, h, w],
-                    "channels": "grey" if c == 1 else "RGB",
-                    "scale": "pixel values / 255 for 8-bit images: float32 in [0, 1]",
-                    "resize": f"to {h}x{w} (bilinear) if the images are of another size",
-                    "mean": list(data.mean),
-                    "std": list(data.std),
-                    "standardization": "inside model.pt and model.onnx; "
-                    "weights.safetensors expects (x - mean) / std",
-                    "layout": "NCHW",
-                    "classes": list(data.classes),
-                },
-                indent=2,
-            )
-        )
-        (bundle / "MODEL.md").write_text(_model_card(campaign, record, config, data, metrics))
+        check = _write_models(net, model, batch, bundle)
+        _write_records(campaign, record, config, data, check, bundle)
 
         # into place: nothing under `out` until every file is written and checked
         if out.exists():
@@ -363,6 +306,56 @@ def export_bundle(
     campaign.client.set_tag(record.run_id, TAG + "exported", str(out.resolve()))
     registered = register(campaign, record, out, register_as, batch[:4]) if register_as else None
     return Exported(out, record, files, check, time.perf_counter() - t0, size, registered)
+
+
+def _write_models(net: nn.Module, model: Standardized, batch: torch.Tensor, bundle: Path) -> dict[str, float]:
+    """weights.safetensors, model.pt (TorchScript) and model.onnx, then their self-check."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(bundle / "weights.safetensors"))
+    with warnings.catch_warnings(), _quiet("torch.onnx", "torch.export", "onnxscript"):
+        warnings.simplefilter("ignore")  # TorchScript's and the exporter's deprecation notices
+        scripted = torch.jit.trace(model, batch[:2])
+        scripted.save(str(bundle / "model.pt"))
+        batch_dim = torch.export.Dim("batch", min=1)
+        torch.onnx.export(
+            model,
+            (batch[:2],),
+            str(bundle / "model.onnx"),
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes={"images": {0: batch_dim}},
+            dynamo=True,
+            external_data=False,  # one file, weights inside
+            verbose=False,
+        )
+        reloaded = torch.jit.load(str(bundle / "model.pt"))
+    return _check(model, reloaded, bundle / "model.onnx", batch)
+
+
+def _write_records(
+    campaign: Campaign, record: TrialRecord, config: dict, data: Data, check: dict, bundle: Path
+) -> None:
+    """architecture.json, metrics.json, preprocessing.json and MODEL.md."""
+    metrics = dict(record.metrics)
+    c, h, w = data.input_shape
+    (bundle / "architecture.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    where = {"campaign": campaign.name, "trial": record.trial, "run_id": record.run_id, "name": record.name}
+    summary = {**where, "metrics": metrics, "dataset": data.summary(), "self_check": check}
+    (bundle / "metrics.json").write_text(json.dumps(summary, indent=2))
+    preprocessing = {
+        "input_shape": [c, h, w],
+        "channels": "grey" if c == 1 else "RGB",
+        "scale": "pixel values / 255 for 8-bit images: float32 in [0, 1]",
+        "resize": f"to {h}x{w} (bilinear) if the images are of another size",
+        "mean": list(data.mean),
+        "std": list(data.std),
+        "standardization": "inside model.pt and model.onnx; weights.safetensors expects (x - mean) / std",
+        "layout": "NCHW",
+        "classes": list(data.classes),
+    }
+    (bundle / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
+    (bundle / "MODEL.md").write_text(_model_card(campaign, record, config, data, metrics))
 
 
 def register(campaign: Campaign, record: TrialRecord, bundle: Path, name: str, example: torch.Tensor) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,14 +40,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     space = settings.space
     campaign = store.find(settings.name)
     if campaign is not None:
-        stored = stored_settings(campaign)
-        changed = differences(identity(stored["resolved"]), settings.identity())
-        if changed:
-            raise UserError(
-                f"campaign {settings.name!r} already exists with other settings ({'; '.join(changed[:3])}); "
-                f"resume it with `archsearch run --resume {settings.name}` or choose another --name"
-            )
-
+        check_same(campaign, settings)
     # before creating anything: a missing dataset leaves no empty campaign
     data = space_data(space, settings.cache_dir, settings.data_dir)
     compiled = CompiledSpace(space)
@@ -54,66 +48,29 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     interrupts = Interrupts()
     executor, device_tag, job_device = make_executor(settings, data, interrupts)
     progress = Progress(settings.quiet, parallel=executor.capacity())
+    campaign, verb = open_campaign(store, campaign, settings, data, executor)
 
     status, t0 = "FAILED", time.monotonic()
     resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
     try:
-        if campaign is None:
-            campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
-            verb = "started"
-        else:
-            verb = "resumed"
-        campaign.acquire()
-    except BaseException:
-        executor.close()
-        raise
-    try:
         campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k not in ("tpe", "pruning")})
-        summary = data.summary()
         if not settings.quiet:
-            print(
-                f"campaign {settings.name} {verb}: {summary['name']} ({summary['n_train']:,} train / "
-                f"{summary['n_val']:,} validation images), {space.search['algo']} search, seed "
-                f"{space.search['seed']}, {space.search['trials']} trials {executor.describe()}; "
-                f"tracking: {store.where()}",
-                flush=True,
-            )
-        spec = DataSpec(
-            dataset=space.data["dataset"],
-            options={k: v for k, v in space.data.items() if k != "dataset"},
-            cache_dir=str(Path(settings.cache_dir).resolve()),
-            data_dir=str(Path(settings.data_dir).resolve()) if settings.data_dir else None,
-            fingerprint=data.fingerprint,
-        )
-
-        def make_job(trial: int, config: dict) -> Job:
-            seed = trial_seed(space.search["seed"], trial)
-            return Job(
-                str(trial),
-                config,
-                seed,
-                space.constraints,
-                spec,
-                job_device,
-                settings.threads,
-                evaluate_fn,
-                timeout=space.search["trial_timeout"],
-            )
-
-        interrupts.install()
-        state, why = Loop(
+            print(first_line(settings, verb, data, executor, store), flush=True)
+        loop = Loop(
             campaign,
             compiled,
             executor,
             space.search,
-            make_job=make_job,
+            make_job=job_maker(settings, data, job_device, evaluate_fn),
             device_tag=device_tag,
             progress=progress,
             interrupts=interrupts,
             points=points,
             plan=lambda config: planned(config["architecture"], data, space.constraints),
             plots=lambda: draw_plots(campaign),
-        ).run()
+        )
+        interrupts.install()
+        state, why = loop.run()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -130,22 +87,90 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         except TrackingError:
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
+    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0))
+    return 0
 
+
+def check_same(campaign: Campaign, settings: Settings) -> None:
+    """Refuse to run an existing campaign with other settings than its own (but its run limits)."""
+    changed = differences(identity(stored_settings(campaign)["resolved"]), settings.identity())
+    if changed:
+        raise UserError(
+            f"campaign {settings.name!r} already exists with other settings ({'; '.join(changed[:3])}); "
+            f"resume it with `archsearch run --resume {settings.name}` or choose another --name"
+        )
+
+
+def open_campaign(
+    store: Store, campaign: Campaign | None, settings: Settings, data: Data, executor: Executor
+) -> tuple[Campaign, str]:
+    """The campaign, created when new, and held by this driver (its lock); "started" or "resumed"."""
+    try:
+        verb = "resumed"
+        if campaign is None:
+            campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
+            verb = "started"
+        campaign.acquire()
+    except BaseException:
+        executor.close()
+        raise
+    return campaign, verb
+
+
+def job_maker(settings: Settings, data: Data, device: str, evaluate_fn: Any) -> Callable[[int, dict], Job]:
+    """What the loop hands the executor for a trial: its config, seed, limits and how to load the
+    data (with the split's fingerprint, which a worker checks)."""
+    space = settings.space
+    spec = DataSpec(
+        dataset=space.data["dataset"],
+        options={k: v for k, v in space.data.items() if k != "dataset"},
+        cache_dir=str(Path(settings.cache_dir).resolve()),
+        data_dir=str(Path(settings.data_dir).resolve()) if settings.data_dir else None,
+        fingerprint=data.fingerprint,
+    )
+
+    def make_job(trial: int, config: dict) -> Job:
+        seed = trial_seed(space.search["seed"], trial)
+        return Job(
+            str(trial),
+            config,
+            seed,
+            space.constraints,
+            spec,
+            device,
+            settings.threads,
+            evaluate_fn,
+            timeout=space.search["trial_timeout"],
+        )
+
+    return make_job
+
+
+def first_line(settings: Settings, verb: str, data: Data, executor: Executor, store: Store) -> str:
+    search, summary = settings.space.search, data.summary()
+    return (
+        f"campaign {settings.name} {verb}: {summary['name']} ({summary['n_train']:,} train / "
+        f"{summary['n_val']:,} validation images), {search['algo']} search, seed {search['seed']}, "
+        f"{search['trials']} trials {executor.describe()}; tracking: {store.where()}"
+    )
+
+
+def last_lines(settings: Settings, store: Store, state: Any, why: str, seconds: float) -> str:
+    """The summary: why it stopped, the trials by outcome, the time and compute, the best, where
+    the results are."""
     counts = counts_text(outcome_counts(state.ended.values()))
     lines = [
-        f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(time.monotonic() - t0)}; "
+        f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(seconds)}; "
         f"compute {duration(state.compute)} of training (device time, all trials)",
     ]
     if state.best:
-        b = state.best
-        lines.append(f"best: {b['name']}  val_acc {b['val_acc']:.4f}")
+        lines.append(f"best: {state.best['name']}  val_acc {state.best['val_acc']:.4f}")
     runs = runs_flag(settings.runs)
     lines.append(
         f"results: {store.where()} (experiment {settings.name!r}); "
         f"`archsearch leaderboard {settings.name}{runs}`, `archsearch ui{runs}`"
     )
-    progress.finish("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 def given_points(settings: Settings, store: Store, compiled: CompiledSpace) -> list[tuple[dict, dict, str]]:

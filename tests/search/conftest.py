@@ -54,3 +54,12 @@ def tiny(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
     return path
+
+
+@pytest.fixture
+def campaign_runs(tiny, runs) -> Path:
+    """A runs folder holding a finished campaign of two trials of ``tiny``."""
+    from search.cli import main
+
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
+    return runs

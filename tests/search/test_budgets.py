@@ -9,7 +9,7 @@ from search.cli import main
 from search.run import launch
 from search.settings import resolve
 from search.trial import TrialResult
-from tests.search.test_campaign import campaign_of, client_for, trial_runs
+from tests.search.test_end_to_end import campaign_of, client_for, trial_runs
 
 
 def test_a_trial_past_its_timeout_is_failed_with_reason_timeout_and_the_campaign_goes_on(tiny, runs, capsys):

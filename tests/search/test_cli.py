@@ -9,7 +9,7 @@ import pytest
 
 from search.cli import main
 from tests.conftest import ROOT
-from tests.search.test_campaign import client_for
+from tests.search.test_end_to_end import client_for
 
 
 def run(*args, cwd=ROOT):

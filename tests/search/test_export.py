@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
 
 from search.campaign import open_store
@@ -40,12 +39,6 @@ onnx_acc = float((logits.argmax(1) == data["labels"]).mean())
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("search", "models"))
 print(json.dumps({"torchscript": torch_acc, "onnx": onnx_acc, "project_modules": loaded}))
 """
-
-
-@pytest.fixture
-def campaign_runs(tiny, runs):
-    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
-    return runs
 
 
 def test_the_bundle_reproduces_the_logged_accuracy_without_the_project(campaign_runs, tmp_path, capsys):
@@ -153,7 +146,6 @@ def test_registry_round_trip(campaign_runs, tmp_path, capsys, monkeypatch):
     assert probabilities.shape == (16, 10)
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     # the registered model agrees with the bundle's TorchScript model
-    import torch
 
     with torch.no_grad():
         expected = torch.jit.load(str(out / "model.pt"))(torch.from_numpy(pixels)).softmax(1).numpy()
@@ -161,50 +153,3 @@ def test_registry_round_trip(campaign_runs, tmp_path, capsys, monkeypatch):
     # the registration run sits in the campaign's experiment, not among its trials
     campaign = open_store(campaign_runs, None).require("tiny")
     assert len(campaign.trials()) == 2
-
-
-def test_a_retrained_model_starts_from_its_trials_initial_weights(tiny, runs, monkeypatch):
-    """Same seed, same start: the retrain builds each model from its trial's seed."""
-    import search.retrain
-    import search.train
-
-    initial = {"trial": [], "final": []}
-
-    def spy(kind, real):
-        def train(model, *args, **kwargs):
-            initial[kind].append({k: v.detach().clone() for k, v in model.state_dict().items()})
-            return real(model, *args, **kwargs)
-
-        return train
-
-    monkeypatch.setattr(search.train, "train", spy("trial", search.train.train))
-    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "1", "-q"]) == 0
-    monkeypatch.setattr(search.retrain, "train", spy("final", search.retrain.train))
-    assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0
-    (trial,), (final,) = initial["trial"], initial["final"]
-    assert trial.keys() == final.keys()
-    assert all(torch.equal(trial[k], final[k]) for k in trial)
-
-
-def test_retrain_tests_once_logs_final_runs_and_export_prefers_them(campaign_runs, tmp_path, capsys):
-    assert main(["retrain", "tiny", "--runs", str(campaign_runs), "--top", "2", "--epochs", "1"]) == 0
-    assert "2 final runs logged" in capsys.readouterr().out
-    campaign = open_store(campaign_runs, None).require("tiny")
-    finals, trials = campaign.trials("final"), campaign.trials()
-    assert len(finals) == 2 and len(trials) == 2
-    for final in finals:
-        assert final.outcome == "ok" and final.name.startswith("final t00")
-        assert 0 < final.metrics["test_acc"] <= 1 and final.metrics["test_loss"] > 0
-        assert "val_acc" not in final.metrics  # validation images are training images here
-        assert final.params["training.epochs"] == "1"
-    for trial in trials:  # the test set is never looked at for ordinary trials
-        assert "test_acc" not in trial.metrics and "test_loss" not in trial.metrics
-
-    out = tmp_path / "bundle"
-    assert main(["export", "tiny", "--runs", str(campaign_runs), "--out", str(out)]) == 0
-    said = capsys.readouterr().out
-    assert said.startswith("exported the retrained model (train + validation images) of t00")
-    best = min(trials, key=lambda r: r.loss)
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["trial"] == best.trial
-    assert metrics["run_id"] in {f.run_id for f in finals} and "test_acc" in metrics["metrics"]

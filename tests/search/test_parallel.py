@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from search import tracking
 from search.cli import main
 from tests.conftest import ROOT
-from tests.search.test_campaign import campaign_of, client_for, trial_runs
+from tests.search.test_end_to_end import campaign_of, client_for, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -524,36 +524,3 @@ def test_a_tracking_server_that_goes_away_briefly_loses_nothing(
     assert sorted(int(r.data.tags["archsearch.trial"]) for r in children) == list(range(8))
     assert all(r.info.status == "FINISHED" for r in children)
     assert all(len(direct.get_metric_history(r.info.run_id, "val_acc")) == 30 for r in children)
-
-
-def test_the_campaign_stops_with_a_clear_message_when_the_store_stays_away(monkeypatch, capsys):
-    calls = []
-
-    def down(*args):
-        calls.append(time.monotonic())
-        raise tracking.MlflowException("API request to http://x/api failed with exception Connection refused")
-
-    monkeypatch.setattr(tracking, "BACKOFF", (0.05, 0.1))
-    client = tracking.Patient(down, "http://x", patience=0.5)
-    with pytest.raises(tracking.TrackingError, match=r"unreachable for \d+ s \(patience 0.5 s"):
-        client.retry(down)
-    assert len(calls) >= 4 and calls[-1] - calls[0] >= 0.45  # retried with back-off for the patience
-    assert "retrying for up to 0.5 s" in capsys.readouterr().err
-    n = len(calls)
-    with pytest.raises(tracking.TrackingError):  # having given up, it does not wait again
-        client.retry(down)
-    assert len(calls) == n + 1
-
-
-def test_requests_the_store_refuses_are_not_retried():
-    from mlflow.exceptions import RestException
-
-    calls = []
-
-    def refuse(*args):
-        calls.append(1)
-        raise RestException({"error_code": "INVALID_PARAMETER_VALUE", "message": "bad value"})
-
-    with pytest.raises(RestException):
-        tracking.Patient(refuse, "http://x").retry(refuse)
-    assert calls == [1]

@@ -27,7 +27,7 @@ import pytest
 from mlflow import MlflowClient
 
 from search.cli import main
-from tests.search.test_campaign import campaign_of, trial_runs
+from tests.search.test_end_to_end import campaign_of, trial_runs
 from tests.search.test_parallel import ENDED, _answers, free_port, spawn, stop, wait_until
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ import pytest
 
 from search.cli import main
 from search.prune import Pruner, rungs_of
-from tests.search.test_campaign import campaign_of, client_for, trial_runs
+from tests.search.test_end_to_end import campaign_of, client_for, trial_runs
 
 ASHA = {"rule": "asha", "min_epochs": 2, "reduction": 3, "min_trials": 5}
 MEDIAN = {"rule": "median", "min_epochs": 2, "reduction": 3, "min_trials": 2}

@@ -9,7 +9,7 @@ from search.cli import main
 from search.compile import CompiledSpace, OutsideSpace
 from search.space import load_space
 from tests.conftest import ROOT
-from tests.search.test_campaign import campaign_of, client_for, trial_runs
+from tests.search.test_end_to_end import campaign_of, client_for, trial_runs
 
 
 @pytest.mark.parametrize("name", ["quickstart", "pinto_cox", "fg11_ht_l3", "ht_l3_1st", "fg11_screen"])
