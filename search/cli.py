@@ -28,16 +28,16 @@ from .errors import UserError, error_line
 from .options import (
     DATA_DIR,
     DEVICE,
+    RUNS_DIR,
     STORE,
     TRACKING_PATIENCE,
     Command,
-    Option,
     positive_float,
     positive_int,
     shape,
     some_of,
 )
-from .settings import SHORTHANDS
+from .settings import RUNS, SHORTHANDS
 from .text import si, table
 
 
@@ -539,9 +539,7 @@ class Data(Command):
         "'list' shows the built-in datasets and where each is available; 'get NAME' fetches one into "
         "RUNS/data and verifies its checksums."
     )
-    options = (
-        Option(STORE[0].flags, {**STORE[0].settings, "help": "the cache is RUNS/data (default runs)"}),
-    )
+    options = (RUNS_DIR.changed(help=f"the cache is RUNS/data (default {RUNS})"),)
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("action", choices=["list", "get"])
@@ -580,7 +578,7 @@ class Bench(Command):
     help = "benchmarks (prints a table, writes JSON)"
     description = (
         "Benchmarks, one sub-command each, with only its own options; each prints a table and writes "
-        "runs/bench/NAME.json (`archsearch bench NAME --help` says what it measures)."
+        f"{RUNS}/bench/NAME.json (`archsearch bench NAME --help` says what it measures)."
     )
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
@@ -611,7 +609,7 @@ class Doctor(Command):
         p.add_argument(
             "--gpu", action="store_true", help="check the GPU: as --device cuda, and fail without one"
         )
-        p.add_argument("--out", help="folder for the results (default runs/doctor/YYYYMMDD-HHMMSS)")
+        p.add_argument("--out", help=f"folder for the results (default {RUNS}/doctor/YYYYMMDD-HHMMSS)")
         p.add_argument(
             "--quick", action="store_true", help="every step at toy sizes (a minute or two on a CPU)"
         )

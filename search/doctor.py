@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, error_line
+from .settings import RUNS
+from .text import table
 from .trial import Outcome, outcome_counts
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: spaces/ lives here
@@ -373,7 +375,7 @@ def doctor(
         if not torch.cuda.is_available():
             raise UserError("--gpu: torch sees no CUDA device here (torch.cuda.is_available() is False)")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    out = Path(out or Path("runs") / "doctor" / stamp).absolute()
+    out = Path(out or RUNS / "doctor" / stamp).absolute()
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out}: holds files already; give an empty or new folder")
     out.mkdir(parents=True, exist_ok=True)
@@ -397,11 +399,11 @@ def doctor(
     }
     (out / "doctor.json").write_text(json.dumps(report, indent=2, default=str))
     (out / "doctor.log").write_text(check.log.getvalue())
-    width = max(len(n) for n in check.results)
-    say(f"{'step':<{width}}  result   seconds  figures")
+    rows = [("step", "result", "seconds", "figures")]
     for name, r in check.results.items():
-        seconds = f"{r['seconds']:7.1f}" if "seconds" in r else "       "
-        say(f"{name:<{width}}  {r['status']:<7}  {seconds}  {figures_text(name, r)}")
+        seconds = f"{r['seconds']:.1f}" if "seconds" in r else ""
+        rows.append((name, r["status"], seconds, figures_text(name, r)))
+    say(table(rows, align="llrl", indent=""))
     failed = [n for n, r in check.results.items() if r["status"] != "ok"]
     verdict = "every step passed" if not failed else f"FAILED: {', '.join(failed)}"
     say(f"archsearch doctor: {verdict} in {wall:.0f} s; {out / 'doctor.json'}, {out / 'doctor.log'}")

@@ -74,6 +74,10 @@ class Option:
     def add(self, parser: argparse.ArgumentParser | Any, **changes: Any) -> None:
         parser.add_argument(*self.flags, **{**self.settings, **changes})
 
+    def changed(self, **changes: Any) -> Option:
+        """The same option with some settings changed (its help, say)."""
+        return Option(self.flags, {**self.settings, **changes})
+
 
 DEBUG = Option(("--debug",), {"action": "store_true", "help": "show tracebacks of errors"})
 RUNS_DIR = Option(
