@@ -38,6 +38,7 @@ from .options import (
     some_of,
 )
 from .settings import RUNS, SHORTHANDS
+from .space import Space
 from .text import si, table
 
 
@@ -114,7 +115,7 @@ class Sample(Command):
         return 0
 
     @staticmethod
-    def record(config: dict, shape_: tuple, classes: int, space: object) -> dict:
+    def record(config: dict, shape_: tuple, classes: int, space: Space) -> dict:
         """One sampled configuration as `sample --json` lists it (and its plan, for -v)."""
         from models import InvalidArchitecture, plan_model
 

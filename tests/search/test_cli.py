@@ -242,3 +242,15 @@ def test_output_into_a_pipe_that_closed_ends_quietly(capsys, monkeypatch):
     monkeypatch.setattr(sys, "stdout", Closed())
     assert main(["sample", str(ROOT / "spaces" / "quickstart.yaml"), "-n", "3"]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_output_into_a_real_pipe_that_closes_early_ends_quietly():
+    """Far more output than a pipe holds, read by `head -1`: the command ends with 0, nothing on
+    stderr."""
+    script = Path(sys.executable).with_name("archsearch")
+    command = f"{script} sample spaces/pinto_cox.yaml -n 1000 | head -1; exit ${{PIPESTATUS[0]}}"
+    if not script.exists():
+        command = command.replace(str(script), f"{sys.executable} -m search")
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("spaces/pinto_cox.yaml: pinto_cox: ")
