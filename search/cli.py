@@ -37,7 +37,7 @@ from .options import (
     shape,
     some_of,
 )
-from .settings import RUNS, SHORTHANDS
+from .settings import RUNS, SHORTHANDS, WARM_TOP
 from .space import Space
 from .text import si, table
 
@@ -217,9 +217,9 @@ class Run(Command):
         first.add_argument(
             "--warm-start-top",
             type=positive_int,
-            default=5,
+            default=WARM_TOP,
             metavar="K",
-            help="how many of its best trials, by validation loss (default 5)",
+            help=f"how many of its best trials, by validation loss (default {WARM_TOP})",
         )
         first.add_argument(
             "--points",

@@ -97,7 +97,7 @@ def snapshot(campaign: Campaign) -> Snapshot:
         planned=int(run.data.tags.get(TAG + "trials", "0") or 0),
         ended=[r for r in latest_attempts(records) if r.outcome.ended],
         running=sum(1 for r in records if r.outcome == Outcome.RUNNING),
-        board=leaderboard(records, top=None),
+        board=leaderboard(records),
     )
 
 

@@ -153,9 +153,10 @@ def _value(text: str) -> object:
 
 
 def leaderboard(
-    records: list[TrialRecord], top: int | None = 10, include_failed: bool = False
+    records: list[TrialRecord], top: int | None = None, include_failed: bool = False
 ) -> pd.DataFrame:
-    """The best of a campaign's trials (highest final validation accuracy first) with their config values."""
+    """A campaign's trials (highest final validation accuracy first, the best ``top``; None: all)
+    with their config values."""
     rows = []
     for r in latest_attempts(records):
         if r.outcome != Outcome.OK and not (include_failed and r.outcome in ENDED):

@@ -70,7 +70,7 @@ def train_and_validation(data: Data) -> Data:
 def retrain(
     campaign: Campaign,
     *,
-    top: int = 3,
+    top: int,
     epochs: int | None = None,
     device: str = "auto",
     cache_dir: Path,

@@ -28,6 +28,7 @@ from .space import Space, SpaceError, load_space, parse_space, read_yaml
 
 RUNS = Path("runs")  # where campaigns write by default: the MLflow store, the data cache, reports
 PATIENCE = 300.0  # seconds a tracking store may stay unreachable before the campaign stops
+WARM_TOP = 5  # trials of the --warm-start campaign run first, its best
 
 # Settings a resumed campaign may change: how long it runs, not what it searches.
 RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold", "search.trial_timeout")
@@ -97,7 +98,7 @@ class Settings:
     dask: str | None = None  # --dask: a Dask scheduler's address
     threads: int | None = None  # --threads-per-trial: torch CPU threads of each trial
     warm_start: str | None = None  # --warm-start: a campaign whose best trials run first
-    warm_top: int = 5  # --warm-start-top: how many of them
+    warm_top: int = WARM_TOP  # --warm-start-top: how many of them
     points: str | None = None  # --points: a file of configurations to run first
 
     @property
