@@ -32,6 +32,7 @@ from .options import (
     STORE,
     TRACKING_PATIENCE,
     Command,
+    data_dir,
     positive_float,
     positive_int,
     shape,
@@ -53,10 +54,6 @@ def check_runs(text: str) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"--runs {text}: cannot create that folder ({e.strerror or e})") from None
-
-
-def data_dir(args: argparse.Namespace) -> Path | None:
-    return Path(args.data_dir) if args.data_dir else None
 
 
 def store_of(args: argparse.Namespace) -> Any:

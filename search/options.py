@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .settings import PATIENCE, RUNS
@@ -59,6 +60,11 @@ def some_of(allowed: Sequence[str]) -> Any:
         return chosen
 
     return read
+
+
+def data_dir(args: argparse.Namespace) -> Path | None:
+    """--data-dir, where a command reads the dataset's files (None: the cache, the system copy)."""
+    return Path(args.data_dir) if getattr(args, "data_dir", None) else None
 
 
 # ---------------------------------------------------------------- options several commands take

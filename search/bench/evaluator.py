@@ -20,14 +20,14 @@ from models import build_model
 
 from ..compile import CompiledSpace, arch_name
 from ..errors import UserError
-from ..options import DATA_DIR, positive_int
+from ..options import DATA_DIR, data_dir, positive_int
 from ..settings import RUNS
 from ..text import si, table
+from ..trial import Outcome
 from .harness import (
     DEVICE,
     SETS,
     Benchmark,
-    data_dir,
     default_dataset,
     device_of,
     env_line,
@@ -188,7 +188,7 @@ def alternate(
 
     def run_evaluator(cfg: dict, d: Any) -> tuple[float, float, float]:
         seconds, result = timed(lambda: evaluate(cfg, d, seed=seed, limits=limits))
-        if result.outcome != "ok":
+        if result.outcome != Outcome.OK:
             raise UserError(f"bench evaluator: the trial ended {result.outcome}: {result.reason}")
         return seconds, result.val_acc, result.train_seconds
 

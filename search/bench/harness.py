@@ -61,11 +61,6 @@ def space_option(default: str) -> Option:
     return Option(("--space",), {"default": default, "help": f"the space file (default {default})"})
 
 
-def data_dir(args: argparse.Namespace) -> Path | None:
-    """--data-dir, where the benchmarks read the dataset's files (None: the cache, the system copy)."""
-    return Path(args.data_dir) if getattr(args, "data_dir", None) else None
-
-
 def default_dataset(data_dir: Path | None = None) -> str:
     """fashion-mnist where its files are at hand (``data_dir``, the system copy), else digits."""
     from ..data import REMOTES, SYSTEM_DIR, _has_all

@@ -20,9 +20,9 @@ import torch
 
 from ..compile import arch_name
 from ..errors import UserError
-from ..options import DATA_DIR, positive_int
+from ..options import DATA_DIR, data_dir, positive_int
 from ..text import table
-from .harness import DEVICE, SETS, Benchmark, Timers, data_dir, device_of, env_line, environment, sync, write
+from .harness import DEVICE, SETS, Benchmark, Timers, device_of, env_line, environment, sync, write
 
 GOAL = 1.05  # wall / compute, at most
 

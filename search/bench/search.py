@@ -28,13 +28,12 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..options import DATA_DIR, positive_int
+from ..options import DATA_DIR, data_dir, positive_int
 from ..text import table
 from .harness import (
     DEVICE,
     SETS,
     Benchmark,
-    data_dir,
     default_dataset,
     device_of,
     env_line,
@@ -660,9 +659,12 @@ def show_pruning(out: dict) -> None:
             "epochs",
             "reached",
             f"best val_acc, {label}",
+            "median",
+            "training s, all",
+            "epochs, all",
+            "pruned",
         )
     ]
-    rows[0] += ("median", "training s, all", "epochs, all", "pruned")
     for rule, rule_runs in out["runs"].items():
         s = out["summary"][rule]
         rows.append(

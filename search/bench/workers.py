@@ -17,14 +17,13 @@ import argparse
 import statistics
 
 from ..errors import UserError
-from ..options import DATA_DIR, positive_int
+from ..options import DATA_DIR, data_dir, positive_int
 from ..text import table
 from .harness import (
     DEVICE,
     SETS,
     Benchmark,
     GpuSampler,
-    data_dir,
     default_dataset,
     device_of,
     env_line,
@@ -293,9 +292,9 @@ def show_cpu(results: dict) -> None:
             "train s",
             "x first",
             "busy",
+            "others/steal",
         )
     ]
-    rows[0] += ("others/steal",)
     for r in campaigns:
         other, steal = r["cpu_seconds"]["other_processes"], r["cpu_seconds"]["steal"]
         goal = "" if r["goal"] is None else f">= {r['goal']:.2f}x {'met' if r['goal_met'] else 'MISSED'}"
