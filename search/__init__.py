@@ -13,7 +13,8 @@ leads back to where it started (tests/search/test_layout.py checks both against 
                   compile.py   the space -> one hyperopt expression; decoding, hashes
     2 data        data.py      fetch, verify, split: tensors in memory
     3 propose     suggest.py   hyperopt ask/tell (the one home of its internals), seeds
-                  prune.py     early stopping: ASHA, the median rule
+                  prune.py     early stopping: ASHA, the median rule, the stop at chance
+                  cost.py      a trial's training time, predicted before it starts
     4 one trial   trial.py     the contract: Outcome, TrialResult, what evaluators share
                   train.py     the training evaluator (backprop)
                   screen.py    the screening evaluator (random filters, ridge read-out)
@@ -26,7 +27,7 @@ leads back to where it started (tests/search/test_layout.py checks both against 
                   results.py   the best trial, status, leaderboard
                   report.py    plots and the HTML report
                   export.py    a trial as a bundle: TorchScript, ONNX, safetensors, card
-                  retrain.py   the best trials on training + validation data, tested once
+                  retrain.py   the best trials on all training data, tested once; search.final
     9 front ends  progress.py  what `archsearch run` shows
                   run.py       `archsearch run`: open or resume a campaign, run the loop
                   options.py   the commands' shared options and value types

@@ -29,7 +29,7 @@ import numpy as np
 from hyperopt import hp, pyll, space_eval
 from hyperopt.pyll import scope
 
-from .space import Block, Choice, Dist, Fixed, Node, Space
+from .space import Block, Choice, Dist, Fixed, Node, Point, Space, SpaceError
 
 
 class _Labels:
@@ -189,6 +189,20 @@ class CompiledSpace:
             "training": _compile(space.training, "training", labels),
         }
         self.labels: list[str] = (["depth"] if len(space.depths) > 1 else []) + list(labels.nodes)
+        self.points = [self._point(i, point) for i, point in enumerate(space.points)]
+
+    def _point(self, index: int, point: Point) -> tuple[dict, dict, str]:
+        """(vals, config, source) of one of ``search.points``; SpaceError if the space cannot
+        produce it."""
+        config = CompiledSpace(point.space).sample(1)[0]  # every node fixed: the one configuration
+        try:
+            vals = self.encode(config)
+        except OutsideSpace as e:
+            raise SpaceError(
+                f"{self.space.path}: search.points[{index}] ({point.name}): not a configuration of the "
+                f"space: {e}"
+            ) from None
+        return vals, self.decode(vals), f"space point {point.name}"
 
     def sample(self, n: int, seed: int = 0) -> list[dict]:
         """``n`` configs drawn at random (the same seed gives the same configs)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .compile import CompiledSpace, config_hash
+from .cost import CostModel
 from .errors import TrackingError, UserError, error_line
 from .executor import Event, Executor, Job
 from .prune import Pruner
@@ -32,6 +33,7 @@ from .trial import Outcome, TrialResult
 
 MAX_FAILURES_IN_ROW = 10
 MAX_ATTEMPTS = 3  # runs of a trial whose worker dies: the first and two retries
+MAX_REFUSED = 3  # configurations in a row too long for the time left: then no more start
 WAIT = 0.5  # seconds the loop waits for news from the workers before looking at the clock again
 PLOTS_EVERY = 60.0  # seconds between refreshes of the campaign's plots while it runs
 
@@ -105,15 +107,23 @@ class State:
     last_reason: str | None = None  # of the last trial that was not ok
     compute: float = 0.0  # device-seconds the ended trials trained (or screened) for
     durations: list[float] = field(default_factory=list)  # wall seconds of the trials this driver ran
+    predictions: list[tuple[float, float]] = field(default_factory=list)  # (predicted, actual) seconds
 
     def end(
-        self, trial: int, outcome: Outcome, chash: str, loss: float | None, val_acc: Any, name: str
+        self,
+        trial: int,
+        outcome: Outcome,
+        chash: str,
+        loss: float | None,
+        val_acc: Any,
+        name: str,
+        macs: float | None = None,
     ) -> bool:
         """Count an ended trial (run now or read back); True when it is the new best."""
         self.ended[trial] = outcome
         self.seen.add(chash)
         if outcome == Outcome.OK and (self.best is None or loss < self.best["loss"]):
-            self.best = {"trial": trial, "loss": loss, "val_acc": val_acc, "name": name}
+            self.best = {"trial": trial, "loss": loss, "val_acc": val_acc, "name": name, "macs": macs}
             return True
         return False
 
@@ -122,21 +132,28 @@ class State:
         self.failures_in_row = self.failures_in_row + 1 if result.outcome == Outcome.FAILED else 0
         self.last_reason = result.reason if not result.outcome.learned else self.last_reason
         self.compute += result.train_seconds
-        return self.end(trial, result.outcome, chash, result.loss, result.val_acc, name)
+        return self.end(trial, result.outcome, chash, result.loss, result.val_acc, name, result.macs)
 
 
-def rebuild(campaign: Recorder, search: Search, pruner: Pruner) -> State:
+def rebuild(campaign: Recorder, search: Search, pruner: Pruner, cost: CostModel, images: int) -> State:
     """The state of a campaign from its record; trials left RUNNING are marked KILLED.
-    With early stopping on, the pruner gets the epochs of the ended trials back too."""
+    With early stopping on, the pruner gets the epochs of the ended trials back too, and the
+    cost model the time each trial trained for."""
     state = State()
     records = campaign.trials()
     for r in records:
-        state.compute += r.metrics.get("train_seconds", 0.0)
+        m = r.metrics
+        state.compute += m.get("train_seconds", 0.0)
         if r.outcome.ended:
-            state.end(r.trial, r.outcome, r.config_hash, r.loss, r.metrics.get("val_acc"), r.name)
+            state.end(r.trial, r.outcome, r.config_hash, r.loss, m.get("val_acc"), r.name, m.get("macs"))
             search.tell(r.trial, r.vals, r.loss if r.outcome.learned else None)
             if pruner.active and r.outcome.learned:
                 pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
+            if r.outcome.learned:
+                seconds = m.get("train_seconds", 0.0)
+                cost.observe(m.get("macs"), images, m.get("epochs_done", 0.0), seconds)
+                if "predicted_seconds" in m:
+                    state.predictions.append((m["predicted_seconds"], seconds))
     for r in records:
         if r.outcome == Outcome.RUNNING:  # its driver died (SIGKILL, power loss): nobody will end it
             campaign.mark_killed(r, "the driver stopped while this trial ran")
@@ -158,6 +175,7 @@ class Flight:
     started: float
     source: str | None = None  # --warm-start, --points
     history: list[dict[str, float]] = field(default_factory=list)  # the epochs reported so far
+    predicted: float | None = None  # seconds of training predicted before it started
 
 
 class Plots:
@@ -196,7 +214,11 @@ class Loop:
     ``points`` (vals, config, source): configurations to evaluate before any suggestion, in
     order; those already evaluated (a resumed campaign) are skipped. ``plan(config)``: a
     configuration's planned result (params and MACs, from the dry shape pass), for the trials
-    the pruner stops, whose worker never returns one. ``plots``: draws the campaign's plots.
+    the pruner stops, whose worker never returns one, and for the predicted cost of each trial
+    (``search.cost``), which keeps a configuration that would overrun ``max_trial_seconds`` or
+    the time left from starting. ``images``: the training images of a trial; ``final_images``:
+    of a final training, whose time (``search.final``) is kept out of the search's budget.
+    ``classes``: for the stop at chance. ``plots``: draws the campaign's plots.
     """
 
     def __init__(
@@ -213,6 +235,9 @@ class Loop:
         points: Sequence[tuple[dict, dict, str]] = (),
         plan: Callable[[dict], TrialResult] | None = None,
         plots: Callable[[], None] | None = None,
+        images: int = 0,
+        final_images: int = 0,
+        classes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.campaign, self.executor, self.settings = campaign, executor, settings
@@ -220,8 +245,11 @@ class Loop:
         self.device_tag, self.progress, self.clock = device_tag, progress, clock
         self.interrupts = interrupts or Interrupts()
         self.search = Search(compiled, settings)
-        self.pruner = Pruner(settings["pruning"])
-        self.state = rebuild(campaign, self.search, self.pruner)
+        self.pruner = Pruner(settings["pruning"], classes)
+        self.cost = CostModel()
+        self.images, self.final_images = images, final_images or images
+        self.state = rebuild(campaign, self.search, self.pruner, self.cost, images)
+        self.refused = 0  # configurations in a row not started for want of time
         self.given = list(points)  # still to evaluate
         self.flights: dict[str, Flight] = {}
         self.plots = Plots(plots, clock)
@@ -270,22 +298,72 @@ class Loop:
         return None
 
     def budget_spent(self) -> str | None:
-        """The time budget: spent, or too little left for a typical trial (the median so far),
-        so that no trial starts that would end past it; those in flight end."""
+        """The time budget: spent (less the time kept for the final stage), too little left for
+        the configurations suggested (by their predicted time), or, before any prediction, for a
+        typical trial (the median so far); those in flight end."""
         budget = self.settings["time_budget"]
         if budget is None:
             return None
-        left = budget - (self.clock() - self.started)
+        left = self.time_left()
+        kept = f", {self.reserve():.0f} s of it kept for the final stage" if self.reserve() else ""
         if left <= 0:
-            return f"time budget of {budget:g} s spent"
+            return f"time budget of {budget:g} s spent{kept}"
+        if self.refused >= MAX_REFUSED:
+            return (
+                f"time budget of {budget:g} s{kept}: {left:.0f} s left, too little for the last "
+                f"{MAX_REFUSED} configurations suggested (by their predicted time), so no new trial started"
+            )
         durations = self.state.durations
         typical = statistics.median(durations) if durations else None
-        if typical is not None and left < typical:
+        if typical is not None and left < typical and not self.cost.ready:
             return (
-                f"time budget of {budget:g} s: {left:.0f} s left, less than a trial takes "
+                f"time budget of {budget:g} s{kept}: {left:.0f} s left, less than a trial takes "
                 f"(median {typical:.0f} s), so no new trial started"
             )
         return None
+
+    def time_left(self) -> float:
+        """Seconds of the time budget left for trials: the budget, less the time passed and the
+        time kept for the final stage."""
+        return self.settings["time_budget"] - (self.clock() - self.started) - self.reserve()
+
+    def reserve(self) -> float:
+        """Seconds kept for the final stage: its share of the budget (``final.epochs`` null), else
+        the predicted time of training the best trial so far for ``final.epochs``, ``top`` times."""
+        final, budget = self.settings["final"], self.settings["time_budget"]
+        if not final["top"] or budget is None:
+            return 0.0
+        if final["epochs"] is None:
+            return final["share"] * budget
+        best = self.state.best
+        each = self.cost.predict(best.get("macs"), self.final_images, final["epochs"]) if best else None
+        return final["top"] * each if each is not None else 0.0
+
+    def too_dear(self, predicted: float | None) -> str | None:
+        """Why a configuration predicted to train ``predicted`` seconds must not start (None: it
+        may): over ``max_trial_seconds``, or more than the time budget has left."""
+        if predicted is None:
+            return None
+        limit = self.settings["max_trial_seconds"]
+        if limit is not None and predicted > limit:
+            return (
+                f"predicted to train {predicted:.0f} s, over search.max_trial_seconds {limit:g}; not started"
+            )
+        if self.settings["time_budget"] is not None and predicted > self.time_left():
+            self.refused += 1
+            return (
+                f"predicted to train {predicted:.0f} s, more than the {max(0.0, self.time_left()):.0f} s "
+                "left of the time budget; not started"
+            )
+        return None
+
+    def predict(self, config: dict) -> float | None:
+        """Seconds of training predicted for a configuration (None: not yet predictable)."""
+        if self.plan is None or not self.cost.ready:
+            return None
+        recipe = config["training"]
+        epochs = 1 if recipe.get("mode") == "screen" else recipe["epochs"]
+        return self.cost.predict(self.plan(config).macs, self.images, epochs)
 
     def threshold_reached(self) -> str | None:
         threshold, best = self.settings["loss_threshold"], self.state.best
@@ -321,9 +399,17 @@ class Loop:
             else:
                 pending = {f.trial: f.vals for f in self.flights.values()}
                 vals, config = self.search.ask(trial, self.taken(), pending)
+        predicted = self.predict(config)
+        refused = None if attempt > 1 else self.too_dear(predicted)
         run = self.start_run(trial, attempt, config, vals, source)
-        self.flights[str(trial)] = Flight(trial, attempt, vals, config, run, self.clock(), source)
+        flight = Flight(trial, attempt, vals, config, run, self.clock(), source, predicted=predicted)
+        self.flights[str(trial)] = flight
         self.progress.trial_start(trial, config)
+        if refused is not None:
+            size = self.plan(config) if self.plan is not None else None
+            self.ended(flight, TrialResult(Outcome.INVALID, reason=refused, macs=size and size.macs))
+            return
+        self.refused = 0
         self.executor.submit(self.make_job(trial, config))
 
     def next_point(self) -> tuple[dict, dict, str] | None:
@@ -363,7 +449,7 @@ class Loop:
         flight.history.append(dict(metrics))
         epochs = flight.config["training"]["epochs"]
         self.progress.epoch(flight.trial, epoch, epochs, metrics)
-        if not self.pruner.active or "val_acc" not in metrics:
+        if not self.pruner.watching or "val_acc" not in metrics:
             return
         why = self.pruner.report(flight.trial, epoch, metrics["val_acc"], epochs)
         if why is not None:
@@ -389,10 +475,17 @@ class Loop:
         del self.flights[str(flight.trial)]
         if result.outcome != Outcome.INVALID:  # an invalid trial takes no time to say so
             state.durations.append(self.clock() - flight.started)
+        metrics = result.metrics()
+        if flight.predicted is not None:
+            metrics["predicted_seconds"] = flight.predicted
+        if result.outcome.learned:
+            self.cost.observe(result.macs, self.images, len(result.history), result.train_seconds)
+            if flight.predicted is not None:
+                state.predictions.append((flight.predicted, result.train_seconds))
         flight.run.finish(
             result.outcome,
             result.reason,
-            result.metrics(),
+            metrics,
             state_dict=result.state_dict,
             traceback=result.traceback,
         )

@@ -17,6 +17,13 @@ epoch like any other.
 
 No rule stops a trial before ``min_epochs``, or at its last epoch (it has
 finished by then).
+
+Whatever the rule (``none`` included), a trial still at chance after its first epoch stops
+there: its validation accuracy at most ``at_chance`` times 1 / classes (0.15 for ten classes,
+by default). One epoch of any model that learns lifts it well above that; one that has not
+moved would spend the rest of its epochs learning nothing (a too-high learning rate, a dead
+activation), and successive halving lets the first ``reduction`` trials through its rung
+whatever their accuracy.
 """
 
 from __future__ import annotations
@@ -37,15 +44,23 @@ def rungs_of(settings: dict, epochs: int) -> list[int]:
 class Pruner:
     """Decides, epoch by epoch, whether a trial should stop; ``settings`` is ``search.pruning``."""
 
-    def __init__(self, settings: dict):
+    def __init__(self, settings: dict, classes: int | None = None):
         self.settings = settings
         self.rule = settings["rule"]
+        factor = settings.get("at_chance", 0.0)
+        self.chance_cut = factor / classes if classes and factor else None  # val_acc at chance
         self.at_rung: dict[int, list[float]] = defaultdict(list)  # asha: epoch -> accuracies there
         self.best_by_epoch: dict[int, dict[int, float]] = defaultdict(dict)  # median: epoch -> trial -> best
 
     @property
     def active(self) -> bool:
+        """A rule that compares trials is on (its peers' histories are needed)."""
         return self.rule != "none"
+
+    @property
+    def watching(self) -> bool:
+        """Some trial may be stopped: a rule, or the stop at chance."""
+        return self.active or self.chance_cut is not None
 
     def history(self, trial: int, accuracies: list[float]) -> None:
         """What an ended trial (read back on resume) reached at each epoch, for the rules' peers."""
@@ -61,6 +76,11 @@ class Pruner:
         best = max(acc, self.best_by_epoch[epoch - 1].get(trial, -1.0) if epoch > 1 else -1.0)
         others = [v for t, v in self.best_by_epoch[epoch].items() if t != trial]
         self.best_by_epoch[epoch][trial] = best
+        if epoch == 1 and epochs > 1 and self.chance_cut is not None and acc <= self.chance_cut:
+            return (
+                f"at chance after epoch 1: val_acc {acc:.4f} <= {self.settings['at_chance']:g} x chance "
+                f"({self.chance_cut:.4f})"
+            )
         if not self.active or epoch < self.settings["min_epochs"] or epoch >= epochs:
             return None
         if self.rule == "asha":

@@ -14,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from .text import duration
+from .cost import accuracy_line
+from .text import duration, plural
 from .tracking import TAG, Campaign, TrialRecord
 from .trial import ENDED, Outcome, counts_text, outcome_counts
 
@@ -126,13 +127,28 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
         )
     else:
         lines.append("best: none yet")
+    for f in (r for r in campaign.trials("final") if r.outcome == Outcome.OK):
+        m = f.metrics
+        lines.append(
+            f"final: {f.name.removeprefix('final ')}  test_acc {m.get('test_acc', float('nan')):.4f} "
+            f"({plural(m.get('epochs_done', 0), 'epoch')} on training + validation images)"
+        )
+    predicted = accuracy_line(
+        [
+            (r.metrics["predicted_seconds"], r.metrics.get("train_seconds", 0.0))
+            for r in ended
+            if r.outcome.learned and "predicted_seconds" in r.metrics
+        ]
+    )
+    if predicted:
+        lines.append(predicted)
     durations = [r.end_time - r.start_time for r in ended if r.start_time and r.end_time]
     compute = sum(durations)
     start = run.info.start_time / 1000
     end = run.info.end_time / 1000 if run.info.end_time and run.info.status != "RUNNING" else time.time()
     lines.append(f"elapsed: {duration(end - start)} since the start; {duration(compute)} in trials")
     remaining = max(0, total - len(ended))
-    if remaining and durations:
+    if remaining and durations and run.info.status == "RUNNING":
         lines.append(f"ETA: {duration(compute / len(durations) * remaining)} for {remaining} more trials")
     failures = [r for r in ended if r.outcome != Outcome.OK][-3:]
     for r in failures:

@@ -1,12 +1,13 @@
-"""``archsearch retrain``: the best architectures trained again, longer, on training + validation data.
+"""The best architectures trained again, longer, on training + validation data: ``archsearch
+retrain`` and a campaign's final stage (``search.final``).
 
 A campaign chooses architectures on its validation split; a final model uses
-those images too. Retraining takes the best K finished trials (by validation
-loss), trains each with its own recipe for ``epochs`` (default: twice the
-trial's) on training + validation images, evaluates it once on the test set,
-and logs it as a run tagged ``final`` in the campaign's experiment, beside
-its trial. The test set is touched here and only here; ``export`` then
-prefers the retrained model of the best trial.
+those images too, and the whole training set (``data.subset``, which makes trials
+cheap, does not apply). Retraining takes the best K finished trials (by validation
+loss), trains each with its own recipe for more epochs on training + validation
+images, evaluates it once on the test set, and logs it as a run tagged ``final``
+in the campaign's experiment, beside its trial. The test set is touched here and
+only here; ``export`` then prefers the retrained model of the best trial.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +24,13 @@ import torch
 
 from models import build_model
 
-from .campaign import load_campaign
+from .campaign import load_campaign, space_data
 from .data import Data
 from .errors import UserError, error_line
 from .results import ranked
+from .space import Space
 from .suggest import trial_seed
+from .text import plural
 from .tracking import TAG, Campaign, TrialRecord
 from .train import amp_of, train, validate
 from .trial import Outcome, cpu_state, device_name, resolve_device, seeded
@@ -81,51 +85,144 @@ def retrain(
     chosen = best_trials(campaign, top)
     dev = resolve_device(device)
     space, data = load_campaign(campaign, cache_dir, data_dir)
-    data = train_and_validation(data).to(dev)
-    seed = space.search["seed"]
+    whole = space.data.get("subset") is None
+    data = (train_and_validation(data) if whole else final_data(space, cache_dir, data_dir)).to(dev)
     finals = []
     for record in chosen:
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
         config["training"]["epochs"] = epochs or 2 * config["training"]["epochs"]
-        tags = {TAG + "source_run": record.run_id}
-        own = trial_seed(seed, record.trial)  # the trial's: its initial weights and batch order
-        run = campaign.start_trial(record.trial, 1, config, record.vals, own, device_name(dev), "final", tags)
-        t0 = time.perf_counter()
-        try:
-            with seeded(own, dev):
-                model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
-                model = model.to(dev, memory_format=torch.channels_last)
-                train(model, config["training"], data, run.log_epoch)
-            test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
-        except KeyboardInterrupt:
-            run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
-            raise
-        except Exception as e:  # a failed retrain is recorded, the others go on
-            run.finish(Outcome.FAILED, error_line(e), {})
-            say(f"final {record.name}: failed: {e}")
-            continue
-        seconds = time.perf_counter() - t0
-        metrics = {
-            "test_acc": test_acc,
-            "test_loss": test_loss,
-            "train_seconds": seconds,
-            "epochs_done": float(config["training"]["epochs"]),
-            "images_per_second": len(data.x_train) * config["training"]["epochs"] / seconds,
-        }
-        run.finish(Outcome.OK, None, metrics, state_dict=cpu_state(model))
-        final = Final(
-            record.trial,
-            record.name,
-            run.run_id,
-            config["training"]["epochs"],
-            test_acc,
-            test_loss,
-            record.metrics.get("val_acc", float("nan")),
-            seconds,
-        )
-        say(
-            f"final {record.name}: {final.epochs} epochs on {len(data.x_train):,} images, "
-            f"test_acc {test_acc:.4f} (its val_acc {final.val_acc:.4f}), {seconds:.1f} s"
-        )
-        finals.append(final)
+        final = train_final(campaign, record, config, data, dev, space.search["seed"], say)
+        if final is not None:
+            finals.append(final)
     return finals
+
+
+def final_data(space: Space, cache_dir: Path, data_dir: Path | None) -> Data:
+    """The whole training set of a space's dataset (``data.subset`` does not apply: a final model
+    is trained at full fidelity), its validation images included; the test set kept apart."""
+    return train_and_validation(space_data(replace_subset(space), cache_dir, data_dir))
+
+
+def replace_subset(space: Space) -> Space:
+    return dataclasses.replace(space, data={**space.data, "subset": None})
+
+
+def train_final(
+    campaign: Campaign,
+    record: TrialRecord,
+    config: dict,
+    data: Data,
+    dev: torch.device,
+    seed: int,
+    say: Any,
+    should_stop: Callable[[], bool] | None = None,
+) -> Final | None:
+    """Train one trial's configuration on ``data`` (training + validation images), test it once,
+    log it as a ``final`` run; None when it failed (recorded, the others go on)."""
+    tags = {TAG + "source_run": record.run_id}
+    own = trial_seed(seed, record.trial)  # the trial's: its initial weights and batch order
+    run = campaign.start_trial(record.trial, 1, config, record.vals, own, device_name(dev), "final", tags)
+    t0 = time.perf_counter()
+    try:
+        with seeded(own, dev):
+            model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
+            model = model.to(dev, memory_format=torch.channels_last)
+            train(model, config["training"], data, run.log_epoch, should_stop)
+        test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
+    except KeyboardInterrupt:
+        run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
+        raise
+    except Exception as e:
+        run.finish(Outcome.FAILED, error_line(e), {})
+        say(f"final {record.name}: failed: {e}")
+        return None
+    seconds, epochs = time.perf_counter() - t0, config["training"]["epochs"]
+    metrics = {
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "train_seconds": seconds,
+        "epochs_done": float(epochs),
+        "images_per_second": len(data.x_train) * epochs / seconds,
+    }
+    run.finish(Outcome.OK, None, metrics, state_dict=cpu_state(model))
+    val_acc = record.metrics.get("val_acc", float("nan"))
+    final = Final(record.trial, record.name, run.run_id, epochs, test_acc, test_loss, val_acc, seconds)
+    say(
+        f"final {record.name}: {plural(epochs, 'epoch')} on {len(data.x_train):,} images, "
+        f"test_acc {test_acc:.4f} (its val_acc {val_acc:.4f}), {seconds:.1f} s"
+    )
+    return final
+
+
+# ---------------------------------------------------------------- the final stage of a campaign
+
+
+def final_stage(
+    campaign: Campaign,
+    space: Space,
+    data: Data,
+    dev: torch.device,
+    seconds_left: float | None,
+    say: Any = print,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[Final]:
+    """``search.final``: once the search ends, its best ``top`` trials trained on ``data`` (from
+    :func:`final_data`) and tested once. A trial whose final run ended OK is not trained again
+    (a resumed campaign); one killed, or left RUNNING by a driver that died, is. Epochs:
+    ``final.epochs``, else as many as fit in ``seconds_left`` (shared by the trials still to
+    train, at the speed each trial trained), else twice the trial's."""
+    settings = space.search["final"]
+    ok = ranked(campaign.trials())[: settings["top"]]
+    finals = campaign.trials("final")
+    for r in finals:
+        if r.outcome == Outcome.RUNNING:
+            campaign.mark_killed(r, "the driver stopped while this final training ran")
+    done = {r.trial: r for r in finals if r.outcome == Outcome.OK}
+    todo = [r for r in ok if r.trial not in done]
+    out = [_logged(done[r.trial]) for r in ok if r.trial in done]
+    for f in out:
+        say(f"final {f.name}: trained before this run, kept (test_acc {f.test_acc:.4f})")
+    t0 = time.monotonic()
+    for i, record in enumerate(todo):
+        config = json.loads(campaign.read_text("architecture.json", record.run_id))
+        left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
+        config["training"]["epochs"] = final_epochs(
+            settings, record, config, len(data.x_train), left, len(todo) - i
+        )
+        final = train_final(campaign, record, config, data, dev, space.search["seed"], say, should_stop)
+        if final is not None:
+            out.append(final)
+    return sorted(out, key=lambda f: [r.trial for r in ok].index(f.trial))
+
+
+def final_epochs(
+    settings: dict, record: TrialRecord, config: dict, images: int, seconds: float | None, trials: int
+) -> int:
+    """Epochs of one final training: ``final.epochs``; else those that fit in its share of
+    ``seconds`` (split evenly over the ``trials`` still to train) at the speed its trial trained,
+    scaled to ``images``; at least one; else (no time budget) twice the trial's."""
+    if settings["epochs"] is not None:
+        return int(settings["epochs"])
+    trial_epochs = config["training"]["epochs"]
+    m = record.metrics
+    done, spent = m.get("epochs_done", 0.0), m.get("train_seconds", 0.0)
+    trial_images = (m.get("images_per_second", 0.0) * spent / done) if done else 0.0
+    if seconds is None or not (done and spent and trial_images):
+        return 2 * trial_epochs
+    per_epoch = spent / done * images / trial_images
+    return max(1, int(seconds / trials / per_epoch))
+
+
+def _logged(record: TrialRecord) -> Final:
+    """A final run already logged, as a Final."""
+    m = record.metrics
+    return Final(
+        record.trial,
+        record.name.removeprefix("final "),
+        record.run_id,
+        int(m.get("epochs_done", 0)),
+        m.get("test_acc", float("nan")),
+        m.get("test_loss", float("nan")),
+        float("nan"),
+        m.get("train_seconds", 0.0),
+    )

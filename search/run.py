@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .campaign import runs_flag, space_data, stored_settings
 from .compile import CompiledSpace, OutsideSpace
+from .cost import accuracy_line
 from .data import Data
 from .driver import Interrupts, Loop
 from .errors import TrackingError, UserError
@@ -27,10 +28,11 @@ from .evaluate import evaluate
 from .executor import DataSpec, Executor, Inline, Job, Processes, visible_gpus, worker_limit
 from .progress import Progress
 from .results import ranked
+from .retrain import Final, final_data, final_stage, train_and_validation
 from .settings import CHANGEABLE, Settings, differences, identity
 from .space import SpaceError, read_yaml
 from .suggest import trial_seed
-from .text import duration
+from .text import duration, plural
 from .tracking import TAG, Campaign, Store
 from .trial import DeviceFailed, counts_text, device_name, outcome_counts, planned, resolve_device
 
@@ -45,6 +47,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     data = space_data(space, settings.cache_dir, settings.data_dir)
     compiled = CompiledSpace(space)
     points = given_points(settings, store, compiled)
+    final = final_set(settings, data)  # before the search: a dataset without a test set fails now
     interrupts = Interrupts()
     executor, device_tag, job_device = make_executor(settings, data, interrupts)
     progress = Progress(settings.quiet, parallel=executor.capacity())
@@ -53,7 +56,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     status, t0 = "FAILED", time.monotonic()
     resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
     try:
-        campaign.set_tags({f"{TAG}{k}": v for k, v in space.search.items() if k not in ("tpe", "pruning")})
+        campaign.set_tags(campaign_tags(space.search))
         if not settings.quiet:
             print(first_line(settings, verb, data, executor, store), flush=True)
         loop = Loop(
@@ -68,9 +71,13 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             points=points,
             plan=lambda config: planned(config["architecture"], data, space.constraints),
             plots=lambda: draw_plots(campaign),
+            images=len(data.x_train),
+            final_images=len(final.x_train) if final is not None else 0,
+            classes=data.n_classes,
         )
         interrupts.install()
         state, why = loop.run()
+        finals = run_final(settings, campaign, loop, final, interrupts) if final is not None else []
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -87,8 +94,44 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         except TrackingError:
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
-    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0))
+    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0, finals))
     return 0
+
+
+def campaign_tags(search: dict) -> dict[str, Any]:
+    """The campaign run's tags of its search settings (the nested blocks are params)."""
+    out = {f"{TAG}{k}": v for k, v in search.items() if k not in ("tpe", "pruning", "final")}
+    out.update({f"{TAG}final.{k}": v for k, v in search["final"].items()})
+    return out
+
+
+def final_set(settings: Settings, data: Data) -> Data | None:
+    """The images of the final stage (None: ``search.final.top`` is 0): the whole training set,
+    validation images included."""
+    space = settings.space
+    if not space.search["final"]["top"]:
+        return None
+    if space.data.get("subset") is None:
+        return train_and_validation(data)
+    return final_data(space, settings.cache_dir, settings.data_dir)
+
+
+def run_final(settings: Settings, campaign: Campaign, loop: Loop, data: Data, interrupts: Interrupts) -> list:
+    """The final stage: the best trials trained on the whole training set, in this process (on
+    --device's device, a Dask campaign's too), with the time the budget has left."""
+    space = settings.space
+    if loop.state.best is None:
+        return []
+    dev = resolve_device(settings.device)
+    data = data.to(dev)
+    budget = space.search["time_budget"]
+    left = None if budget is None else budget - (loop.clock() - loop.started)
+    say = (lambda line: None) if settings.quiet else (lambda line: print(line, flush=True))
+    if not settings.quiet:
+        top = space.search["final"]["top"]
+        room = f", {duration(max(0.0, left))} left" if left is not None else ""
+        print(f"final stage: the best {top} trained on {len(data.x_train):,} images{room}", flush=True)
+    return final_stage(campaign, space, data, dev, left, say, interrupts.should_stop)
 
 
 def check_same(campaign: Campaign, settings: Settings) -> None:
@@ -155,9 +198,11 @@ def first_line(settings: Settings, verb: str, data: Data, executor: Executor, st
     )
 
 
-def last_lines(settings: Settings, store: Store, state: Any, why: str, seconds: float) -> str:
-    """The summary: why it stopped, the trials by outcome, the time and compute, the best, where
-    the results are."""
+def last_lines(
+    settings: Settings, store: Store, state: Any, why: str, seconds: float, finals: Sequence[Final] = ()
+) -> str:
+    """The summary: why it stopped, the trials by outcome, the time and compute, the best, its
+    final test accuracy, how well trial times were predicted, where the results are."""
     counts = counts_text(outcome_counts(state.ended.values()))
     lines = [
         f"campaign {settings.name}: {why} ({counts or 'none'}) in {duration(seconds)}; "
@@ -165,6 +210,13 @@ def last_lines(settings: Settings, store: Store, state: Any, why: str, seconds: 
     ]
     if state.best:
         lines.append(f"best: {state.best['name']}  val_acc {state.best['val_acc']:.4f}")
+    for f in finals:
+        lines.append(
+            f"final: {f.name}  test_acc {f.test_acc:.4f} ({plural(f.epochs, 'epoch')}, {duration(f.seconds)})"
+        )
+    predicted = accuracy_line(state.predictions)
+    if predicted:
+        lines.append(predicted)
     runs = runs_flag(settings.runs)
     lines.append(
         f"results: {store.where()} (experiment {settings.name!r}); "
@@ -197,7 +249,7 @@ def given_points(settings: Settings, store: Store, compiled: CompiledSpace) -> l
         except OutsideSpace as e:
             raise UserError(f"{source}: not a configuration of {settings.space.path}: {e}") from None
         out.append((vals, compiled.decode(vals), source))
-    return out
+    return out + compiled.points  # the space file's own (search.points) last
 
 
 def read_points(path: str) -> list[dict]:
@@ -274,7 +326,7 @@ def _params(settings: Settings, data: Any) -> dict[str, Any]:
     fixed = {
         k: v
         for k, v in space.search.items()
-        if k not in ("tpe", "pruning") and f"search.{k}" not in CHANGEABLE
+        if k not in ("tpe", "pruning", "final") and f"search.{k}" not in CHANGEABLE
     }
     out.update({f"search.{k}": v for k, v in fixed.items()})
     out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})

@@ -282,6 +282,23 @@ PRUNING = Rec(
         "min_epochs": _int(default=1),  # no trial stops before this epoch (asha: the first rung)
         "reduction": _int(low=2, default=3),  # asha: about 1 in this many trials goes on at each rung
         "min_trials": _int(default=5),  # median: trials that reached an epoch before it judges there
+        # whatever the rule (none included): a trial whose val_acc after its first epoch is at most
+        # this many times chance (1 / classes) stops there, pruned; 0: never
+        "at_chance": Num(low=0, default=1.5),
+    }
+)
+
+FINAL = Rec(
+    {
+        # the best `top` trials (by validation loss) are trained again once the search ends, on
+        # training + validation images of the whole training set (data.subset does not apply),
+        # tested once and logged as `final` runs; 0: no final stage (`archsearch retrain` later)
+        "top": _int(low=0, default=0),
+        # epochs of each final training; null: as many as fit in the time kept for it (with a
+        # time budget), else twice the trial's
+        "epochs": Num(integer=True, low=1, nullable=True, default=None),
+        # the part of search.time_budget kept for the final stage when epochs is null
+        "share": Num(low=0, high=1, low_open=True, high_open=True, default=0.5),
     }
 )
 
@@ -295,13 +312,23 @@ SEARCH = Rec(
         # seconds one trial may take (training and validation); past it the trial stops and is
         # recorded as failed with the reason "timeout"; null: no limit
         "trial_timeout": Num(low=0, low_open=True, nullable=True, default=None),
+        # seconds a trial is predicted to take (search/cost.py, from its MACs, images and epochs,
+        # calibrated on the trials so far): a configuration predicted to take longer is not
+        # started (recorded invalid); null: no limit
+        "max_trial_seconds": Num(low=0, low_open=True, nullable=True, default=None),
         # the share of a GPU one trial needs: 0 (default) runs anywhere, 1 asks a Dask cluster for a
         # whole GPU resource per trial, 0.5 lets two trials share one (locally: --trials-per-gpu 2)
         "gpu": Num(low=0, high=1, default=0),
         "tpe": TPE,
         "pruning": PRUNING,
+        "final": FINAL,
     }
 )
+
+# search.points: configurations to evaluate first, each a mapping of `architecture` (complete, in
+# the space file's notation, with layers as a list) and `training` (keys the space searches; the
+# others take the space's values), with an optional `name`. Checked by search.space.
+POINT_KEYS = ("name", "architecture", "training")
 
 TOP_KEYS = ("name", "description", "data", "architecture", "training", "constraints", "search")
 

@@ -31,7 +31,14 @@ PATIENCE = 300.0  # seconds a tracking store may stay unreachable before the cam
 WARM_TOP = 5  # trials of the --warm-start campaign run first, its best
 
 # Settings a resumed campaign may change: how long it runs, not what it searches.
-RUN_LIMITS = ("search.trials", "search.time_budget", "search.loss_threshold", "search.trial_timeout")
+RUN_LIMITS = (
+    "search.trials",
+    "search.time_budget",
+    "search.loss_threshold",
+    "search.trial_timeout",
+    "search.max_trial_seconds",
+    "search.final",
+)
 # Settings of how trials run, not what they compute: may change on resume too.
 EXECUTION = ("search.gpu",)
 CHANGEABLE = RUN_LIMITS + EXECUTION

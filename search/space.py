@@ -80,6 +80,16 @@ class Space:
     training: Node
     constraints: Limits
     search: dict[str, Any]  # algo, trials, seed, time_budget, loss_threshold, tpe: {...}
+    points: tuple[Point, ...] = ()  # search.points: configurations to evaluate first
+
+
+@dataclass(frozen=True)
+class Point:
+    """One of ``search.points``: a configuration to evaluate first, as a space of one
+    configuration (every node fixed); ``search.compile`` checks that the space contains it."""
+
+    name: str
+    space: Space
 
 
 # ---------------------------------------------------------------- YAML
@@ -384,7 +394,11 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
         p.fail("description", f"expected a string, got {_got(description)}")
     data = _plain(p.record(raw.get("data"), S.DATA, "data", False, None))
     limits = _plain(p.record(raw.get("constraints"), S.CONSTRAINTS, "constraints", False, None))
-    search = _plain(p.record(raw.get("search"), S.SEARCH, "search", False, None))
+    raw_search = raw.get("search")
+    points_raw = raw_search.get("points") if isinstance(raw_search, dict) else None
+    if isinstance(raw_search, dict):
+        raw_search = {k: v for k, v in raw_search.items() if k != "points"}
+    search = _plain(p.record(raw_search, S.SEARCH, "search", False, None))
     training = p.record(raw.get("training"), S.TRAINING, "training", True, None)
 
     arch = raw["architecture"]
@@ -415,7 +429,123 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
         training,
         Limits(**limits),
         search,
+        _points(p, points_raw, raw),
     )
+
+
+def _points(p: _Parser, raw: Any, space_raw: dict) -> tuple[Point, ...]:
+    """``search.points``, each parsed as a space of its own (:func:`_point`)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        p.fail("search.points", f"expected a list of configurations, got {_got(raw)}")
+    out = [_point(p, i, item, space_raw) for i, item in enumerate(raw)]
+    names = [pt.name for pt in out]
+    for name in names:
+        if names.count(name) > 1:
+            p.fail("search.points", f"two points are named {name!r}")
+    return tuple(out)
+
+
+def _point(p: _Parser, i: int, item: Any, space_raw: dict) -> Point:
+    """One of ``search.points``: its values over the space's (:func:`_inherit`), so that a point
+    gives what the space searches and may leave out what it fixes (``padding: same``); the
+    result must be one configuration."""
+    path = f"search.points[{i}]"
+    if not isinstance(item, dict) or "architecture" not in item:
+        p.fail(path, f"expected a mapping with keys {', '.join(S.POINT_KEYS)}, got {_got(item)}")
+    for key in item:
+        if key not in S.POINT_KEYS:
+            p.fail(f"{path}.{key}", f"unknown key; expected one of {', '.join(S.POINT_KEYS)}")
+    name = item.get("name", str(i))
+    if not isinstance(name, str) or not name:
+        p.fail(f"{path}.name", f"expected a string, got {_got(name)}")
+    arch, training = item["architecture"], item.get("training") or {}
+    if not isinstance(arch, dict) or not isinstance(arch.get("layers"), list):
+        p.fail(f"{path}.architecture", f"expected a mapping with layers as a list, got {_got(arch)}")
+    if not isinstance(training, dict):
+        p.fail(f"{path}.training", f"expected a mapping, got {_got(training)}")
+    base = space_raw.get("architecture") if isinstance(space_raw.get("architecture"), dict) else {}
+    template = base.get("layers")
+    layers = [_inherit(_layer_template(template, j), layer) for j, layer in enumerate(arch["layers"])]
+    arch = {**arch, "depth": len(layers), "layers": layers}
+    for key in ("input_norm", "head"):
+        if key in base:
+            arch[key] = _inherit(base[key], arch.get(key, _MISSING))
+    base_training = space_raw.get("training") if isinstance(space_raw.get("training"), dict) else {}
+    one = {"data": space_raw.get("data"), "architecture": arch, "training": _inherit(base_training, training)}
+    space = parse_space(one, f"{p.source}: {path}")
+    searched = _searched(space)
+    if searched:
+        where = "training" if searched.startswith("training") else "architecture"
+        p.fail(
+            f"{path}.{searched}",
+            f"the point must give a value here (the space searches it; give it in the point's {where})",
+        )
+    return Point(name, space)
+
+
+_MISSING = object()
+
+
+def _inherit(space: Any, given: Any) -> Any:
+    """A point's value with the space's filling what it leaves out: key by key in mappings (into
+    a block of the same kind), the space's whole value where the point gives none."""
+    if given is _MISSING:
+        return space
+    if not (isinstance(space, dict) and isinstance(given, dict)) or space.get("kind") != given.get("kind"):
+        return given
+    if "choice" in space or "per_layer" in space or any(k in S.DISTRIBUTIONS for k in space):
+        return given
+    out = dict(given)
+    for key, value in space.items():
+        out[key] = _inherit(value, given.get(key, _MISSING))
+    return out
+
+
+def _layer_template(template: Any, index: int) -> Any:
+    """The space's raw spec of layer ``index``: its entry of a list, or the one mapping for all
+    layers with each ``per_layer`` resolved to this layer's value."""
+    if isinstance(template, list):
+        return template[index] if index < len(template) else _MISSING
+    if not isinstance(template, dict):
+        return _MISSING
+
+    def pick(value: Any) -> Any:
+        if isinstance(value, dict) and "per_layer" in value:
+            values = value["per_layer"]
+            return values[index] if isinstance(values, list) and index < len(values) else _MISSING
+        if isinstance(value, dict):
+            return {k: v for k, v in ((k, pick(v)) for k, v in value.items()) if v is not _MISSING}
+        return value
+
+    return pick(template)
+
+
+def _searched(space: Space) -> str | None:
+    """The key path of the first searched value of a space (None: it is one configuration)."""
+
+    def first(node: Node, path: str) -> str | None:
+        if isinstance(node, Fixed):
+            return None
+        if isinstance(node, Block):
+            for key, child in node.fields.items():
+                found = first(child, f"{path}.{key}")
+                if found:
+                    return found
+            return None
+        return path
+
+    if len(space.depths) != 1:
+        return "architecture.depth"
+    parts = [(space.input_norm, "architecture.input_norm")]
+    parts += [(layer, f"architecture.layers[{i}]") for i, layer in enumerate(space.layers)]
+    parts += [(space.head, "architecture.head"), (space.training, "training")]
+    for node, path in parts:
+        found = first(node, path)
+        if found:
+            return found
+    return None
 
 
 def _depths(p: _Parser, node: Node) -> tuple[int, ...]:

@@ -19,6 +19,11 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def plural(n: float, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``."""
+    return f"{n:g} {noun}{'s' * (n != 1)}"
+
+
 def si(v: float) -> str:
     """A count with an SI suffix and 3 significant digits: ``4.21M`` MACs, ``56.3k`` params."""
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):

@@ -11,7 +11,9 @@ GPU's and CPUs' counters, a campaign timed through the real code path, JSON):
 - ``suggest``: the latency of one TPE (and random) suggestion after N recorded trials;
 - ``workers``: trials per hour with 1 and 2 worker processes (goal: >= 1.7x), or with 1, 2 and 4
   trials packed on one GPU;
-- ``search``: TPE against random search, early stopping against none, screening throughput.
+- ``search``: TPE against random search, early stopping against none, screening throughput;
+- ``value``: a campaign as the README recommends against a hand-written convnet at the same compute
+  budget, each tested once (goal: the campaign's median test accuracy >= the reference's + 0.003).
 
 Each prints a table and writes JSON (``runs/bench/NAME.json`` by default) that says which device
 and library versions it ran on. Times are medians over repeats after a warm-up, and ratios are
@@ -24,8 +26,9 @@ from .layers import Layers
 from .overhead import Overhead
 from .search import Search
 from .suggest import Suggest
+from .value import Value
 from .workers import Workers
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b for b in (Layers(), Overhead(), Evaluator(), Suggest(), Workers(), Search())
+    b.name: b for b in (Layers(), Overhead(), Evaluator(), Suggest(), Workers(), Search(), Value())
 }

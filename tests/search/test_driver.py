@@ -66,6 +66,7 @@ class Record:
 
     def start_trial(self, trial, attempt, config, vals, seed, device, *, source=None):
         self.runs.append(Run(trial, attempt))
+        self.runs[-1].config = config
         return self.runs[-1]
 
     def log_progress(self, trial, best, ended, improved):
@@ -153,7 +154,7 @@ def ok(acc=0.5):
     return [("done", TrialResult(Outcome.OK, val_acc=acc, train_seconds=1.0))]
 
 
-def loop(script, record=None, seconds=10.0, capacity=1, **search):
+def loop(script, record=None, seconds=10.0, capacity=1, loop_args=None, **search):
     clock = Clock()
     settings = {**SPACE.search, **search}
     executor = Executor(clock, script, seconds, capacity)
@@ -170,6 +171,7 @@ def loop(script, record=None, seconds=10.0, capacity=1, **search):
         progress=display,
         plots=lambda: drawn.append(clock()),
         clock=clock,
+        **(loop_args or {}),
     )
     return the_loop, record, executor, display, drawn
 
@@ -367,3 +369,104 @@ def test_a_first_signal_is_noted_and_a_second_one_raised():
         interrupts.check()
     with pytest.raises(Interrupted):
         interrupts(2, None)
+
+
+# ---------------------------------------------------------------- stop at chance, cost, the final's time
+
+
+def test_a_trial_at_chance_after_its_first_epoch_stops_there_whatever_the_rule():
+    accuracies = {0: 0.8, 1: 0.11, 2: 0.7}  # 10 classes: 0.11 <= 1.5 x chance (0.15)
+
+    def script(trial, attempt):
+        epochs = [("epoch", (e, {"val_acc": accuracies[trial], "epoch_seconds": 1.0})) for e in (1, 2, 3)]
+        history = [{"val_acc": accuracies[trial]}] * 3
+        return [*epochs, ("done", TrialResult.from_history(history, train_seconds=3.0))]
+
+    the_loop, record, executor, _, _ = loop(script, trials=3, loop_args={"classes": 10})
+    assert the_loop.settings["pruning"]["rule"] == "none"
+    state, _ = the_loop.run()
+    assert executor.stopped == ["1"]
+    assert [r.outcome for r in record.runs] == [Outcome.OK, Outcome.PRUNED, Outcome.OK]
+    assert record.runs[1].epochs == [1] and record.runs[1].reason.startswith("at chance after epoch 1")
+    # off with at_chance 0
+    pruning = {**SPACE.search["pruning"], "at_chance": 0}
+    the_loop, record, executor, _, _ = loop(script, trials=3, pruning=pruning, loop_args={"classes": 10})
+    the_loop.run()
+    assert executor.stopped == [] and {r.outcome for r in record.runs} == {Outcome.OK}
+
+
+def sized(config):
+    """MACs that grow with the filters of the first layer: 4 -> 4e6 ... 16 -> 16e6."""
+    return TrialResult(
+        Outcome.OK, params=100, macs=config["architecture"]["layers"][0]["filters"]["count"] * 1e6
+    )
+
+
+def timed(clock, the_loop):
+    """A script whose trials train for a time proportional to their MACs (1 s per 1e6, 3 epochs)."""
+
+    def script(trial, attempt):
+        config = the_loop.flights[str(trial)].config
+        seconds = sized(config).macs / 1e6
+        history = [{"val_acc": 0.5}] * 3
+        return [("done", TrialResult.from_history(history, train_seconds=seconds, macs=sized(config).macs))]
+
+    return script
+
+
+def test_a_configuration_predicted_to_take_longer_than_max_trial_seconds_is_not_started():
+    args = {"plan": sized, "images": 1000}
+    the_loop, record, executor, _, _ = loop(None, trials=12, max_trial_seconds=10.0, loop_args=args)
+    executor.script = timed(executor.clock, the_loop)
+    submitted = []
+    real = executor.submit
+    executor.submit = lambda job: submitted.append(job.key) or real(job)
+    state, _ = the_loop.run()
+    refused = [r for r in record.runs if r.outcome == Outcome.INVALID]
+    assert refused, "some configuration has 16 filters, predicted to take 16 s"
+    for r in refused:
+        assert "over search.max_trial_seconds 10" in r.reason and str(r.trial) not in submitted
+        assert sized(r.config).macs > 10e6
+    ran = [r for r in record.runs if r.outcome == Outcome.OK]
+    assert len(ran) == len(submitted) and len(ran) + len(refused) == 12
+    # the first trial is never refused: nothing is predicted before one has ended
+    assert record.runs[0].outcome == Outcome.OK
+
+
+def test_configurations_that_cannot_end_within_the_time_left_are_not_started():
+    # trials of 10 s (all of 5e6 MACs: each predicted to take 10 s) and a budget of 35 s: after
+    # three trials 5 s are left, and the next three configurations are refused without running
+    def script(trial, attempt):
+        return [("done", TrialResult.from_history([{"val_acc": 0.5}] * 3, train_seconds=10.0, macs=5e6))]
+
+    args = {"plan": lambda config: TrialResult(Outcome.OK, macs=5e6), "images": 1000}
+    the_loop, record, executor, _, _ = loop(script, trials=50, time_budget=35.0, loop_args=args)
+    _, why = the_loop.run()
+    assert [r.outcome for r in record.runs] == [Outcome.OK] * 3 + [Outcome.INVALID] * 3
+    assert record.runs[3].reason == (
+        "predicted to train 10 s, more than the 5 s left of the time budget; not started"
+    )
+    assert why == (
+        "time budget of 35 s: 5 s left, too little for the last 3 configurations suggested (by their "
+        "predicted time), so no new trial started"
+    )
+    assert the_loop.state.predictions == [(10.0, 10.0), (10.0, 10.0)]  # the 2nd and 3rd trials'
+
+
+def test_the_time_kept_for_the_final_stage_is_not_spent_on_trials():
+    final = {"top": 1, "epochs": None, "share": 0.5}
+    the_loop, record, _, _, _ = loop(lambda t, a: ok(), trials=50, time_budget=100.0, final=final)
+    _, why = the_loop.run()
+    assert len(record.runs) == 5  # 10 s each: 50 s of the 100 are kept
+    assert why == "time budget of 100 s spent, 50 s of it kept for the final stage"
+    # with fixed final epochs, what is kept is the best trial's predicted time at full size
+    final = {"top": 2, "epochs": 4, "share": 0.5}
+    args = {"plan": sized, "images": 1000, "final_images": 2000}
+    the_loop, record, executor, _, _ = loop(None, trials=50, time_budget=1000.0, final=final, loop_args=args)
+    executor.script = timed(executor.clock, the_loop)
+    the_loop.run()
+    best = the_loop.state.best
+    each = the_loop.cost.predict(best["macs"], 2000, 4)
+    assert the_loop.reserve() == pytest.approx(2 * each) and each == pytest.approx(
+        best["macs"] / 1e6 / 3 * 4 * 2
+    )

@@ -70,3 +70,19 @@ def test_a_campaign_with_asha_records_pruned_trials_at_their_epoch(tiny, runs, c
     assert main(["run", "--resume", "tiny", "--runs", str(runs)]) == 0
     assert "10 trials ended" in capsys.readouterr().out
     assert len(trial_runs(client, exp.experiment_id)) == 10
+
+
+def test_a_trial_at_chance_after_its_first_epoch_stops_whatever_the_rule():
+    none = {"rule": "none", "min_epochs": 1, "reduction": 3, "min_trials": 5, "at_chance": 1.5}
+    p = Pruner(none, classes=10)
+    assert p.watching and not p.active
+    assert p.report(0, 1, 0.12, 5) == "at chance after epoch 1: val_acc 0.1200 <= 1.5 x chance (0.1500)"
+    assert p.report(1, 1, 0.16, 5) is None  # above it
+    assert p.report(2, 2, 0.1, 5) is None  # judged after the first epoch only
+    assert p.report(3, 1, 0.1, 1) is None  # a one-epoch trial has ended anyway
+    # asha's first trials at a rung go on, but not one at chance
+    p = Pruner({**ASHA, "min_epochs": 1, "at_chance": 1.5}, classes=10)
+    assert p.report(0, 1, 0.1, 10).startswith("at chance")
+    # off: at_chance 0, or no class count
+    assert not Pruner({**none, "at_chance": 0}, classes=10).watching
+    assert not Pruner(none).watching

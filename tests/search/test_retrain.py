@@ -54,3 +54,67 @@ def test_retrain_tests_once_logs_final_runs_and_export_prefers_them(campaign_run
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["trial"] == best.trial
     assert metrics["run_id"] in {f.run_id for f in finals} and "test_acc" in metrics["metrics"]
+
+
+# ---------------------------------------------------------------- the final stage of a campaign
+
+
+def test_a_campaign_with_a_final_stage_trains_its_best_on_all_images_tests_once_and_export_takes_it(
+    tiny, runs, tmp_path, capsys
+):
+    from search.data import load_data
+
+    final = ["--set", "search.final={top: 1, epochs: 1}", "--set", "data.subset=600"]
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", *final]) == 0
+    out = capsys.readouterr().out
+    campaign = open_store(runs, None).require("tiny")
+    (final_run,), trials = campaign.trials("final"), campaign.trials()
+    best = min(trials, key=lambda r: r.loss)
+    assert final_run.trial == best.trial and final_run.outcome == "ok"
+    # the whole training set, data.subset notwithstanding: training + validation images
+    whole = load_data("digits", cache_dir=runs / "data")
+    m = final_run.metrics
+    assert round(m["images_per_second"] * m["train_seconds"]) == len(whole.x_train) + len(whole.x_val)
+    assert m["epochs_done"] == 1 and 0 < m["test_acc"] <= 1
+    assert f"final: {best.name}  test_acc {m['test_acc']:.4f} (1 epoch, " in out
+    assert main(["status", "tiny", "--runs", str(runs)]) == 0
+    assert f"final: {best.name}  test_acc {m['test_acc']:.4f} (1 epoch on training" in capsys.readouterr().out
+    assert main(["export", "tiny", "--runs", str(runs), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "metrics.json").read_text())["run_id"] == final_run.run_id
+
+
+def test_a_resumed_final_stage_keeps_what_ended_and_trains_what_did_not(tiny, runs, capsys):
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
+    assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0
+    campaign = open_store(runs, None).require("tiny")
+    (done,) = campaign.trials("final")
+    other = next(r for r in campaign.trials() if r.trial != done.trial)
+    config = json.loads(campaign.read_text("architecture.json", other.run_id))
+    campaign.start_trial(other.trial, 1, config, other.vals, 0, "cpu", "final")  # its driver died here
+    capsys.readouterr()
+    resume = ["run", "--resume", "tiny", "--runs", str(runs), "--set", "search.final={top: 2, epochs: 1}"]
+    assert main(resume) == 0
+    finals = campaign.trials("final")
+    assert [(r.trial, r.outcome) for r in finals if r.trial == done.trial] == [(done.trial, "ok")]
+    assert sorted(r.outcome for r in finals if r.trial == other.trial) == ["killed", "ok"]
+    assert len(campaign.trials()) == 2  # no trial ran again
+    said = capsys.readouterr().out
+    assert f"final {done.name.removeprefix('final ')}: trained before this run, kept (test_acc" in said
+    assert said.count("test_acc") == 2 + 2  # the two finals: as kept or trained, then in the summary
+
+
+def test_final_epochs_are_fixed_fill_the_time_left_or_double_the_trials():
+    from types import SimpleNamespace
+
+    from search.retrain import final_epochs
+
+    # the trial: 2 epochs of 1,000 images in 10 s
+    record = SimpleNamespace(metrics={"epochs_done": 2.0, "train_seconds": 10.0, "images_per_second": 200.0})
+    config = {"training": {"epochs": 2}}
+    fixed = {"top": 1, "epochs": 7, "share": 0.5}
+    assert final_epochs(fixed, record, config, 4000, 100.0, 1) == 7
+    fill = {**fixed, "epochs": None}
+    assert final_epochs(fill, record, config, 4000, 100.0, 1) == 5  # 20 s per epoch of 4,000 images
+    assert final_epochs(fill, record, config, 4000, 100.0, 2) == 2  # shared by two trials
+    assert final_epochs(fill, record, config, 4000, 5.0, 1) == 1  # at least one
+    assert final_epochs(fill, record, config, 4000, None, 1) == 4  # no time budget: twice the trial's

@@ -12,6 +12,7 @@ from search.campaign import open_store
 from search.compile import CompiledSpace
 from search.errors import UserError
 from search.executor import Inline
+from search.retrain import Final
 from search.run import check_same, given_points, last_lines, launch, make_executor, read_points
 from search.settings import resolve
 from search.trial import Outcome
@@ -73,6 +74,7 @@ def test_the_summary_says_why_it_stopped_what_ended_the_best_and_where_to_look(t
         ended={0: Outcome.OK, 1: Outcome.FAILED, 2: Outcome.OK},
         compute=12.5,
         best={"name": "t002 l1 f8 k3 pmax", "val_acc": 0.875},
+        predictions=[],
     )
     lines = last_lines(settings, store, state, "3 trials ended", 65.0).splitlines()
     assert lines == [
@@ -81,6 +83,14 @@ def test_the_summary_says_why_it_stopped_what_ended_the_best_and_where_to_look(t
         "best: t002 l1 f8 k3 pmax  val_acc 0.8750",
         f"results: runs/mlflow.db (experiment 'tiny'); `archsearch leaderboard tiny --runs {tmp_path}`, "
         f"`archsearch ui --runs {tmp_path}`",
+    ]
+    # with a final stage and predicted trial times: both said, between the best and the results
+    state.predictions = [(10.0, 12.0), (20.0, 18.0), (5.0, 5.0)]
+    final = Final(2, "t002 l1 f8 k3 pmax", "r", 1, 0.8812, 0.4, 0.875, 61.0)
+    lines = last_lines(settings, store, state, "3 trials ended", 65.0, [final]).splitlines()
+    assert lines[2:4] == [
+        "final: t002 l1 f8 k3 pmax  test_acc 0.8812 (1 epoch, 1m01s)",
+        "trial times predicted for 3 trials: median actual/predicted 1.00, median error 11%",
     ]
     state.ended, state.best = {}, None
     assert last_lines(settings, store, state, "nothing left to run", 1.0).startswith(
@@ -96,3 +106,33 @@ def test_given_points_must_be_configurations_of_the_space(tiny, runs, tmp_path):
     good = resolve(str(tiny), [], runs=runs, points=str(tmp_path / "good.yaml"))
     ((vals, decoded, source),) = given_points(good, open_store(runs, None), compiled)
     assert decoded == config and compiled.decode(vals) == config and source == "points good.yaml[0]"
+
+
+def test_the_space_files_points_run_first_after_those_given_on_the_command_line(tiny, runs, capsys):
+    from search.cli import main
+    from tests.search.conftest import TINY
+
+    point = (
+        "  points:\n"
+        "    - name: plain\n"
+        "      architecture:\n"
+        "        layers: [{filters: {count: 8}, pool: {kind: max, size: 2, stride: 2}, norm: batch}]\n"
+        "      training: {lr: 0.005}\n"
+    )
+    tiny.write_text(
+        TINY.replace("search: {trials: 3, tpe: {startup_trials: 2}}", "search:\n  trials: 2\n" + point)
+    )
+    settings = resolve(str(tiny), [], runs=runs)
+    compiled = CompiledSpace(settings.space)
+    ((_, config, source),) = given_points(settings, open_store(runs, None), compiled)
+    assert source == "space point plain" and config["training"]["lr"] == 0.005
+    assert main(["run", str(tiny), "--runs", str(runs), "-q"]) == 0
+    first, second = open_store(runs, None).require("tiny").trials()
+    assert first.source == "space point plain" and first.params["training.lr"] == "0.005"
+    assert second.source is None  # then the search's own
+    # a point outside the space is refused before anything runs, naming it
+    tiny.write_text(tiny.read_text().replace("count: 8}", "count: 12}"))
+    assert main(["run", str(tiny), "--runs", str(runs), "--name", "other", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "search.points[0] (plain): not a configuration of the space: " in err and "count" in err
+    assert open_store(runs, None).find("other") is None

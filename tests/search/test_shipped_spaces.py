@@ -9,8 +9,20 @@ from search.space import input_of, load_space
 from tests.conftest import SPACES
 
 
-def test_the_four_spaces_are_shipped():
-    assert {p.stem for p in SPACES} >= {"fg11_ht_l3", "ht_l3_1st", "pinto_cox", "quickstart"}
+def test_the_spaces_are_shipped():
+    assert {p.stem for p in SPACES} >= {"fg11_ht_l3", "ht_l3_1st", "pinto_cox", "quickstart", "fashion_cpu"}
+
+
+@pytest.mark.parametrize("stem", ["pinto_cox", "fashion_cpu"])
+def test_the_spaces_for_real_campaigns_start_from_plain_convnets_they_contain(stem):
+    space = load_space(next(p for p in SPACES if p.stem == stem))
+    compiled = CompiledSpace(space)  # a point outside the space would raise here
+    assert [source for _, _, source in compiled.points][0] == "space point plain-3conv"
+    shape, classes = input_of(space, None, None)
+    for _, config, _ in compiled.points:
+        layers = config["architecture"]["layers"]
+        assert [layer["pool"]["kind"] for layer in layers] == ["max"] * len(layers)
+        assert build_model(config["architecture"], shape, classes, limits=space.constraints)
 
 
 @pytest.mark.slow

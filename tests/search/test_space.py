@@ -261,3 +261,76 @@ def test_distributions_keep_natural_units(tmp_path):
     lr = space.training.fields["lr"]
     assert lr == Dist("loguniform", (1e-4, 0.1), False)
     assert math.isclose(lr.args[0], 1e-4)
+
+
+# ---------------------------------------------------------------- search.points
+
+POINTED = """
+architecture:
+  depth: {choice: [1, 2]}
+  layers:
+    filters: {count: {per_layer: [{choice: [8, 16]}, {choice: [16, 32]}]}, size: 3, init: kaiming_normal}
+    pool: {kind: max, size: 2, stride: 2}
+    padding: same
+training:
+  lr: {loguniform: [1e-4, 1e-1]}
+  epochs: 2
+search:
+  points: POINTS
+"""
+
+A_POINT = "{name: small, architecture: {layers: [{filters: {count: 8}}]}, training: {lr: 0.01}}"
+
+
+def pointed(tmp_path, points):
+    return load_space(write(tmp_path, POINTED.replace("POINTS", points)))
+
+
+def test_points_take_the_spaces_fixed_values_and_give_what_it_searches(tmp_path):
+    two_layers = (
+        "{architecture: {layers: [{filters: {count: 16}}, {filters: {count: 32}}]}, training: {lr: 0.001}}"
+    )
+    space = pointed(tmp_path, f"[{A_POINT}, {two_layers}]")
+    small, two = space.points
+    assert (small.name, two.name) == ("small", "1")  # unnamed: its index
+    assert small.space.depths == (1,)
+    layer = small.space.layers[0].fields
+    assert layer["padding"] == Fixed("same")  # the space's, left out of the point
+    assert layer["filters"].fields["count"] == Fixed(8) and layer["filters"].fields["init"] == Fixed(
+        "kaiming_normal"
+    )
+    assert small.space.training.fields["lr"] == Fixed(0.01) and small.space.training.fields[
+        "epochs"
+    ] == Fixed(2)
+    assert two.space.depths == (2,) and two.space.layers[1].fields["filters"].fields["count"] == Fixed(32)
+
+
+@pytest.mark.parametrize(
+    "points,key,message",
+    [
+        ("{layers: []}", "search.points", "expected a list of configurations, got a mapping"),
+        ("[3]", "search.points[0]", "expected a mapping with keys name, architecture, training, got 3"),
+        (f"[{A_POINT.replace('name: small', 'nme: small')}]", "search.points[0].nme", "unknown key"),
+        (
+            "[{architecture: {layers: {filters: {count: 8}}}}]",
+            "search.points[0].architecture",
+            "expected a mapping with layers as a list",
+        ),
+        # lr is searched: the point must say which
+        (
+            "[{architecture: {layers: [{filters: {count: 8}}]}}]",
+            "search.points[0].training.lr",
+            "the point must give a value here",
+        ),
+        (f"[{A_POINT}, {A_POINT}]", "search.points", "two points are named 'small'"),
+        (
+            "[{architecture: {layers: [{filters: {count: -8}}]}, training: {lr: 0.01}}]",
+            "search.points[0]: architecture.layers[0].filters.count",
+            "expected an integer >= 1",
+        ),
+    ],
+)
+def test_a_bad_point_names_its_index_and_key(tmp_path, points, key, message):
+    with pytest.raises(SpaceError, match=f"{re.escape(key)}: .*{re.escape(message)}") as e:
+        pointed(tmp_path, points)
+    assert "\n" not in str(e.value)

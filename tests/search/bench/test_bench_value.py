@@ -1,0 +1,39 @@
+"""``archsearch bench value``: both arms on digits in seconds, and its JSON.
+
+Smoke tests only: the numbers are measured by running the benchmark, never asserted here.
+"""
+
+import pytest
+
+from search.cli import main
+from tests.conftest import ROOT
+from tests.search.bench.common import ENVIRONMENT, bench, positive
+
+DIGITS = ["--set", "data.dataset=digits", "--set", "data.subset=null", "--set", "data.validation=0.2"]
+
+
+@pytest.mark.slow  # a campaign in a process of its own and the reference: 40 s
+def test_value_runs_a_campaign_and_the_reference_at_one_budget(tmp_path, capsys):
+    space = str(ROOT / "spaces/fashion_cpu.yaml")
+    r = bench(tmp_path, "value", "--space", space, "--budget", "12", "--seeds", "1", *DIGITS)
+    assert r["benchmark"] == "value" and set(r) >= ENVIRONMENT | {
+        "budget_seconds",
+        "gain",
+        "goal",
+        "meets_goal",
+    }
+    (row,) = r["seeds"]
+    ref, cam = row["reference"], row["campaign"]
+    assert 0 < ref["test_acc"] <= 1 and ref["epochs"] >= 1 and ref["train_images"] > 0
+    assert positive(ref["train_seconds"], ref["probe_step_seconds"], ref["wall_seconds"])
+    # the campaign: its space's points first, a final run tested once
+    assert 0 < cam["test_acc"] <= 1 and cam["trials"] >= 1 and cam["final_epochs"] >= 1
+    assert positive(cam["search_seconds"], cam["final_seconds"], cam["wall_seconds"])
+    assert r["gain"] == pytest.approx(cam["test_acc"] - ref["test_acc"])
+    out = capsys.readouterr().out
+    assert "median test_acc: campaign" in out and "reference" in out
+
+
+def test_value_refuses_an_unknown_arm(capsys):
+    assert main(["bench", "value", "--arms", "reference,other"]) == 2
+    assert "--arms: expected reference and/or campaign" in capsys.readouterr().err
