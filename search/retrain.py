@@ -209,8 +209,9 @@ def final_epochs(
     trial_images = (m.get("images_per_second", 0.0) * spent / done) if done else 0.0
     if seconds is None or not (done and spent and trial_images):
         return 2 * trial_epochs
-    per_epoch = spent / done * images / trial_images
-    return max(1, int(seconds / trials / per_epoch))
+    # its last epoch's training steps (a final training validates nothing), else its average epoch
+    per_epoch = m.get("fit_seconds") or spent / done
+    return max(1, int(seconds / trials / (per_epoch * images / trial_images)))
 
 
 def _logged(record: TrialRecord) -> Final:

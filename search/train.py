@@ -194,7 +194,7 @@ def train(
             if checking and not torch.isfinite(loss_sum):
                 raise Diverged(f"diverged: the training loss became {loss_sum.item()} in epoch {epoch}")
         # validate
-        record = {"train_loss": loss_sum.item() / n}
+        record = {"train_loss": loss_sum.item() / n, "fit_seconds": time.perf_counter() - t0}  # no validation
         if len(data.x_val):  # none when training on train + validation (retrain)
             record["val_acc"], record["val_loss"] = validate(model, data.x_val, data.y_val, amp)
         record.update(lr=opt.param_groups[0]["lr"], epoch_seconds=time.perf_counter() - t0)

@@ -118,3 +118,6 @@ def test_final_epochs_are_fixed_fill_the_time_left_or_double_the_trials():
     assert final_epochs(fill, record, config, 4000, 100.0, 2) == 2  # shared by two trials
     assert final_epochs(fill, record, config, 4000, 5.0, 1) == 1  # at least one
     assert final_epochs(fill, record, config, 4000, None, 1) == 4  # no time budget: twice the trial's
+    # the time of its last epoch's training steps, when known: validation does not count
+    record.metrics["fit_seconds"] = 2.5
+    assert final_epochs(fill, record, config, 4000, 100.0, 1) == 10
