@@ -261,7 +261,7 @@ class Run(Command):
     def run(self, args: argparse.Namespace) -> int:
         from .campaign import open_store, resume_settings
         from .run import launch
-        from .settings import CHANGEABLE, flag_overrides, resolve
+        from .settings import CHANGEABLE, changeable, flag_overrides, resolve
 
         overrides = flag_overrides(vars(args)) + list(args.set or [])
         store = open_store(Path(args.runs), args.tracking_uri, args.tracking_patience)
@@ -282,7 +282,7 @@ class Run(Command):
         if args.resume:
             if args.space:
                 raise UserError("give either a space file or --resume NAME, not both")
-            other = [o for o in overrides if o.partition("=")[0].strip() not in CHANGEABLE]
+            other = [o for o in overrides if not changeable(o.partition("=")[0].strip())]
             if other:
                 raise UserError(
                     f"--resume keeps the campaign's settings; only the run limits and how trials run "

@@ -152,7 +152,7 @@ def rebuild(campaign: Recorder, search: Search, pruner: Pruner, cost: CostModel,
             if r.outcome.learned:
                 seconds = m.get("train_seconds", 0.0)
                 cost.observe(m.get("macs"), images, m.get("epochs_done", 0.0), seconds)
-                if "predicted_seconds" in m:
+                if "predicted_seconds" in m and r.outcome == Outcome.OK:  # all its epochs: comparable
                     state.predictions.append((m["predicted_seconds"], seconds))
     for r in records:
         if r.outcome == Outcome.RUNNING:  # its driver died (SIGKILL, power loss): nobody will end it
@@ -480,7 +480,7 @@ class Loop:
             metrics["predicted_seconds"] = flight.predicted
         if result.outcome.learned:
             self.cost.observe(result.macs, self.images, len(result.history), result.train_seconds)
-            if flight.predicted is not None:
+            if flight.predicted is not None and result.outcome == Outcome.OK:  # a pruned one stopped early
                 state.predictions.append((flight.predicted, result.train_seconds))
         flight.run.finish(
             result.outcome,

@@ -137,7 +137,7 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
         [
             (r.metrics["predicted_seconds"], r.metrics.get("train_seconds", 0.0))
             for r in ended
-            if r.outcome.learned and "predicted_seconds" in r.metrics
+            if r.outcome == Outcome.OK and "predicted_seconds" in r.metrics  # pruned ones stopped early
         ]
     )
     if predicted:

@@ -168,9 +168,9 @@ def final_stage(
 ) -> list[Final]:
     """``search.final``: once the search ends, its best ``top`` trials trained on ``data`` (from
     :func:`final_data`) and tested once. A trial whose final run ended OK is not trained again
-    (a resumed campaign); one killed, or left RUNNING by a driver that died, is. Epochs:
-    ``final.epochs``, else as many as fit in ``seconds_left`` (shared by the trials still to
-    train, at the speed each trial trained), else twice the trial's."""
+    (a resumed campaign); one killed, or left RUNNING by a driver that died, is, for the epochs
+    it was given. Epochs: ``final.epochs``, else as many as fit in ``seconds_left`` (shared by
+    the trials still to train, at the speed each trial trained), else twice the trial's."""
     settings = space.search["final"]
     ok = ranked(campaign.trials())[: settings["top"]]
     finals = campaign.trials("final")
@@ -178,6 +178,8 @@ def final_stage(
         if r.outcome == Outcome.RUNNING:
             campaign.mark_killed(r, "the driver stopped while this final training ran")
     done = {r.trial: r for r in finals if r.outcome == Outcome.OK}
+    # a final training that did not end (a resume): its epochs again, not a new share of the time
+    begun = {r.trial: int(r.params["training.epochs"]) for r in finals if "training.epochs" in r.params}
     todo = [r for r in ok if r.trial not in done]
     out = [_logged(done[r.trial]) for r in ok if r.trial in done]
     for f in out:
@@ -186,7 +188,7 @@ def final_stage(
     for i, record in enumerate(todo):
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
         left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
-        config["training"]["epochs"] = final_epochs(
+        config["training"]["epochs"] = begun.get(record.trial) or final_epochs(
             settings, record, config, len(data.x_train), left, len(todo) - i
         )
         final = train_final(campaign, record, config, data, dev, space.search["seed"], say, should_stop)

@@ -2,9 +2,11 @@
 
 A campaign is named; its name is the MLflow experiment's. Running a name
 that exists resumes it, provided the space and settings are the same (only
-the run limits, ``search.trials``, ``search.time_budget`` and
-``search.loss_threshold``, may change). Ctrl-C or SIGTERM ends the current
-trial as KILLED, marks the campaign KILLED, says how to resume, and exits
+the run limits of ``settings.RUN_LIMITS`` and where trials run may change).
+Once the search ends, the final stage (``search.final``) trains the best
+trials on all training images; a campaign resumed in that stage finishes it
+without searching more. Ctrl-C or SIGTERM ends the current trial (or final
+training) as KILLED, marks the campaign KILLED, says how to resume, and exits
 with code 130.
 """
 
@@ -76,7 +78,11 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             classes=data.n_classes,
         )
         interrupts.install()
-        state, why = loop.run()
+        if final is not None and campaign.run().data.tags.get(f"{TAG}stage") == "final":
+            state, why = loop.state, "its search had ended; its final stage resumed"  # nothing repeated
+        else:
+            state, why = loop.run()
+        executor.close()  # the workers and their memory go before the final stage trains
         finals = run_final(settings, campaign, loop, final, interrupts) if final is not None else []
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -124,6 +130,7 @@ def run_final(settings: Settings, campaign: Campaign, loop: Loop, data: Data, in
         return []
     dev = resolve_device(settings.device)
     data = data.to(dev)
+    campaign.set_tags({f"{TAG}stage": "final"})  # a resume finishes this stage, and searches no more
     budget = space.search["time_budget"]
     left = None if budget is None else budget - (loop.clock() - loop.started)
     say = (lambda line: None) if settings.quiet else (lambda line: print(line, flush=True))

@@ -61,7 +61,8 @@ SHORTHANDS = {
     "seed": Shorthand("search.seed", "campaign seed"),
     "time_budget": Shorthand(
         "search.time_budget",
-        "campaign seconds: start no trial that would end past them (by the median trial so far)",
+        "campaign seconds, final stage included: start no trial that would end past them (by its "
+        "predicted time)",
         "SECONDS",
     ),
     "loss_threshold": Shorthand("search.loss_threshold", "stop once a trial's loss (1 - val_acc) is <= this"),
@@ -121,6 +122,11 @@ class Settings:
 
     def identity(self) -> dict:
         return identity(self.raw)
+
+
+def changeable(key: str) -> bool:
+    """Whether a resumed campaign may change this key path (``search.final.top`` too)."""
+    return any(key == k or key.startswith(k + ".") for k in CHANGEABLE)
 
 
 def identity(raw: dict) -> dict:

@@ -12,6 +12,8 @@ GPU's and CPUs' counters, a campaign timed through the real code path, JSON):
 - ``workers``: trials per hour with 1 and 2 worker processes (goal: >= 1.7x), or with 1, 2 and 4
   trials packed on one GPU;
 - ``search``: TPE against random search, early stopping against none, screening throughput;
+- ``fidelity``: the rank correlation of screening and of short trainings with a longer training,
+  over architectures of a space (goal for screening: Spearman >= 0.5);
 - ``value``: a campaign as the README recommends against a hand-written convnet at the same compute
   budget, each tested once (goal: the campaign's median test accuracy >= the reference's + 0.003).
 
@@ -21,6 +23,7 @@ measured inside one run so they compare like with like.
 """
 
 from .evaluator import Evaluator
+from .fidelity import Fidelity
 from .harness import Benchmark
 from .layers import Layers
 from .overhead import Overhead
@@ -30,5 +33,6 @@ from .value import Value
 from .workers import Workers
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b for b in (Layers(), Overhead(), Evaluator(), Suggest(), Workers(), Search(), Value())
+    b.name: b
+    for b in (Layers(), Overhead(), Evaluator(), Suggest(), Workers(), Search(), Fidelity(), Value())
 }

@@ -7,7 +7,8 @@ on the test set, over several seeds.
   filters, each with batch norm, ReLU and 2x2 max pooling, global average pooling and a linear
   classifier; AdamW (lr 2e-3, weight decay 5e-4), batches of 128, a cosine schedule, no
   augmentation. It trains on every training image (no validation split: nothing is chosen) for as
-  many epochs as fit in B, measured by a probe of its own speed that counts against B.
+  many epochs as fit in B: planned from a probe of its speed, planned again from its first
+  epoch's time (the probe and the data load count against B).
 - The campaign: ``archsearch run SPACE --time-budget B --seed S`` in a process of its own, with
   the space's final stage (``search.final``) training its best architecture on every training
   image in the time it kept; its test accuracy is the final run's.
@@ -144,7 +145,9 @@ def reference(
     epochs = max(1, int(left / (step_seconds * steps_per_epoch)))
     torch.manual_seed(seed)  # the probe's steps are discarded: a fresh model
     model = Reference(data.input_shape[0], data.n_classes).to(device, memory_format=torch.channels_last)
-    train_seconds = fit(model, x, y, epochs, device)
+    train_seconds, epochs = fit(
+        model, x, y, epochs, device, budget - (time.perf_counter() - start) - test_seconds
+    )
     test_acc = accuracy(model, data.x_test.to(device), data.y_test.to(device))
     return {
         "test_acc": test_acc,
@@ -186,16 +189,24 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.devi
     return (time.perf_counter() - start) / PROBE_STEPS
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> float:
-    """The standard recipe: AdamW, a cosine schedule over every step, shuffled batches."""
+def fit(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, seconds: float
+) -> tuple[float, int]:
+    """The standard recipe: AdamW, a cosine schedule over every step, shuffled batches; the
+    epochs planned from the probe, planned again from the first epoch's time so that training
+    fills ``seconds`` (the cosine then runs over the new total). Returns (seconds, epochs)."""
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
     bs = RECIPE["batch_size"]
-    total = epochs * math.ceil(len(x) / bs)
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    steps = math.ceil(len(x) / bs)
+    plan = {"total": epochs * steps}
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, plan["total"]) / plan["total"]))
+    )
     sync(device)
     start = time.perf_counter()
     model.train()
-    for _ in range(epochs):
+    epoch = 0
+    while epoch < epochs:
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x) - 1, bs):  # a last batch of one image is left out (batch norm)
             idx = perm[i : i + bs]
@@ -204,8 +215,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, device:
             loss.backward()
             opt.step()
             schedule.step()
+        epoch += 1
+        if epoch == 1:  # the measured speed replaces the probe's
+            sync(device)
+            epochs = max(1, int(seconds / (time.perf_counter() - start)))
+            plan["total"] = epochs * steps
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, epochs
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -121,3 +121,45 @@ def test_final_epochs_are_fixed_fill_the_time_left_or_double_the_trials():
     # the time of its last epoch's training steps, when known: validation does not count
     record.metrics["fit_seconds"] = 2.5
     assert final_epochs(fill, record, config, 4000, 100.0, 1) == 10
+
+
+def test_a_campaign_stopped_in_its_final_stage_resumes_there_and_searches_no_more(
+    tiny, runs, monkeypatch, capsys
+):
+    import search.retrain
+
+    real = search.retrain.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("stopped")  # Ctrl-C in the middle of the final training
+
+    monkeypatch.setattr(search.retrain, "train", interrupted)
+    final = ["--set", "search.final={top: 1, epochs: 2}"]
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q", *final]) == 130
+    campaign = open_store(runs, None).require("tiny")
+    (killed,) = campaign.trials("final")
+    assert killed.outcome == "killed" and len(campaign.trials()) == 2
+    assert killed.params["training.epochs"] == "2"
+
+    monkeypatch.setattr(search.retrain, "train", real)
+    capsys.readouterr()
+    # more trials asked for: the search had ended, so none runs; the final trains for the epochs
+    # it was given, whatever the resumed settings say
+    resume = [
+        "run",
+        "--resume",
+        "tiny",
+        "--runs",
+        str(runs),
+        "--trials",
+        "4",
+        "--set",
+        "search.final.epochs=3",
+    ]
+    assert main(resume) == 0
+    assert "its search had ended; its final stage resumed" in capsys.readouterr().out
+    assert len(campaign.trials()) == 2
+    finals = campaign.trials("final")
+    assert sorted(r.outcome for r in finals) == ["killed", "ok"]
+    (trained,) = [r for r in finals if r.outcome == "ok"]
+    assert trained.params["training.epochs"] == "2" and trained.trial == killed.trial
