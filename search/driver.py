@@ -357,13 +357,14 @@ class Loop:
             )
         return None
 
-    def predict(self, config: dict) -> float | None:
-        """Seconds of training predicted for a configuration (None: not yet predictable)."""
-        if self.plan is None or not self.cost.ready:
+    def predict(self, config: dict, size: TrialResult | None) -> float | None:
+        """Seconds of training predicted for a configuration of planned ``size`` (None: not yet
+        predictable)."""
+        if size is None or not self.cost.ready:
             return None
         recipe = config["training"]
         epochs = 1 if recipe.get("mode") == "screen" else recipe["epochs"]
-        return self.cost.predict(self.plan(config).macs, self.images, epochs)
+        return self.cost.predict(size.macs, self.images, epochs)
 
     def threshold_reached(self) -> str | None:
         threshold, best = self.settings["loss_threshold"], self.state.best
@@ -399,14 +400,14 @@ class Loop:
             else:
                 pending = {f.trial: f.vals for f in self.flights.values()}
                 vals, config = self.search.ask(trial, self.taken(), pending)
-        predicted = self.predict(config)
+        size = self.plan(config) if self.plan is not None else None
+        predicted = self.predict(config, size)
         refused = None if attempt > 1 else self.too_dear(predicted)
         run = self.start_run(trial, attempt, config, vals, source)
         flight = Flight(trial, attempt, vals, config, run, self.clock(), source, predicted=predicted)
         self.flights[str(trial)] = flight
         self.progress.trial_start(trial, config)
         if refused is not None:
-            size = self.plan(config) if self.plan is not None else None
             self.ended(flight, TrialResult(Outcome.INVALID, reason=refused, macs=size and size.macs))
             return
         self.refused = 0

@@ -85,8 +85,7 @@ def retrain(
     chosen = best_trials(campaign, top)
     dev = resolve_device(device)
     space, data = load_campaign(campaign, cache_dir, data_dir)
-    whole = space.data.get("subset") is None
-    data = (train_and_validation(data) if whole else final_data(space, cache_dir, data_dir)).to(dev)
+    data = final_data(space, cache_dir, data_dir, loaded=data).to(dev)
     finals = []
     for record in chosen:
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
@@ -97,14 +96,14 @@ def retrain(
     return finals
 
 
-def final_data(space: Space, cache_dir: Path, data_dir: Path | None) -> Data:
+def final_data(space: Space, cache_dir: Path, data_dir: Path | None, loaded: Data | None = None) -> Data:
     """The whole training set of a space's dataset (``data.subset`` does not apply: a final model
-    is trained at full fidelity), its validation images included; the test set kept apart."""
-    return train_and_validation(space_data(replace_subset(space), cache_dir, data_dir))
-
-
-def replace_subset(space: Space) -> Space:
-    return dataclasses.replace(space, data={**space.data, "subset": None})
+    is trained at full fidelity), its validation images included; the test set kept apart.
+    ``loaded``: the space's data as its campaign split it, used when it is the whole set already."""
+    if loaded is None or space.data.get("subset") is not None:
+        whole = dataclasses.replace(space, data={**space.data, "subset": None})
+        loaded = space_data(whole, cache_dir, data_dir)
+    return train_and_validation(loaded)
 
 
 def train_final(

@@ -30,7 +30,7 @@ from .evaluate import evaluate
 from .executor import DataSpec, Executor, Inline, Job, Processes, visible_gpus, worker_limit
 from .progress import Progress
 from .results import ranked
-from .retrain import Final, final_data, final_stage, train_and_validation
+from .retrain import Final, final_data, final_stage
 from .settings import CHANGEABLE, Settings, differences, identity
 from .space import SpaceError, read_yaml
 from .suggest import trial_seed
@@ -117,9 +117,7 @@ def final_set(settings: Settings, data: Data) -> Data | None:
     space = settings.space
     if not space.search["final"]["top"]:
         return None
-    if space.data.get("subset") is None:
-        return train_and_validation(data)
-    return final_data(space, settings.cache_dir, settings.data_dir)
+    return final_data(space, settings.cache_dir, settings.data_dir, loaded=data)
 
 
 def run_final(settings: Settings, campaign: Campaign, loop: Loop, data: Data, interrupts: Interrupts) -> list:
@@ -333,7 +331,7 @@ def _params(settings: Settings, data: Any) -> dict[str, Any]:
     fixed = {
         k: v
         for k, v in space.search.items()
-        if k not in ("tpe", "pruning", "final") and f"search.{k}" not in CHANGEABLE
+        if k not in ("tpe", "pruning") and f"search.{k}" not in CHANGEABLE
     }
     out.update({f"search.{k}": v for k, v in fixed.items()})
     out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from models import build_model
 
-from ..compile import CompiledSpace, arch_name
+from ..compile import arch_name
 from ..errors import UserError
 from ..options import DATA_DIR, data_dir, positive_int
 from ..settings import RUNS
@@ -34,6 +34,7 @@ from .harness import (
     environment,
     space_option,
     sync,
+    valid_draws,
     write,
 )
 
@@ -114,13 +115,7 @@ def first_valid(space: Any, data: Any, seed: int, space_path: str) -> tuple[dict
     """The first valid architecture the space draws for this data, with the same work on both
     sides: constant learning rate (the evaluator still steps its scheduler), no augmentation,
     no label smoothing."""
-    from models import InvalidArchitecture, plan_model
-
-    for config in CompiledSpace(space).sample(50, seed=seed):
-        try:
-            plan = plan_model(config["architecture"], data.input_shape, data.n_classes, space.constraints)
-        except InvalidArchitecture:
-            continue
+    for config, plan in valid_draws(space, data, 1, seed, draws=50):
         config = copy.deepcopy(config)
         recipe = config["training"]
         recipe["schedule"] = {"kind": "constant"}

@@ -28,7 +28,17 @@ from ..options import DATA_DIR, data_dir, positive_int
 from ..settings import RUNS
 from ..text import table
 from ..trial import Outcome
-from .harness import DEVICE, SETS, Benchmark, device_of, env_line, environment, space_option, write
+from .harness import (
+    DEVICE,
+    SETS,
+    Benchmark,
+    device_of,
+    env_line,
+    environment,
+    space_option,
+    valid_draws,
+    write,
+)
 
 GOAL = 0.5  # Spearman of the screened score with the trained accuracy, at least, for a cascade
 
@@ -115,20 +125,10 @@ def parse_fidelities(text: str) -> list[tuple[int, int]]:
 
 def valid_configs(space: Any, data: Any, n: int, seed: int, path: str) -> list[dict]:
     """The first ``n`` architectures (with their recipes) the space draws that fit the data."""
-    from models import InvalidArchitecture, plan_model
-
-    from ..compile import CompiledSpace
-
-    out = []
-    for config in CompiledSpace(space).sample(20 * n, seed=seed):
-        try:
-            plan_model(config["architecture"], data.input_shape, data.n_classes, space.constraints)
-        except InvalidArchitecture:
-            continue
-        out.append(config)
-        if len(out) == n:
-            return out
-    raise UserError(f"{path}: only {len(out)} valid architectures among {20 * n} draws; lower --archs")
+    found = [config for config, _ in valid_draws(space, data, n, seed, draws=20 * n)]
+    if len(found) < n:
+        raise UserError(f"{path}: only {len(found)} valid architectures among {20 * n} draws; lower --archs")
+    return found
 
 
 def evaluate_all(config: dict, data: Any, fidelities: dict, limits: Any, seed: int) -> dict:

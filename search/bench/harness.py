@@ -70,6 +70,26 @@ def default_dataset(data_dir: Path | None = None) -> str:
     return "fashion-mnist" if (Path(SYSTEM_DIR) / "fashion-mnist").is_dir() else "digits"
 
 
+def valid_draws(space: Any, data: Any, n: int, seed: int, draws: int) -> list[tuple[dict, Any]]:
+    """The first ``n`` configurations among ``draws`` drawn (seeded) from a space whose
+    architecture fits the data and its constraints, each with its plan (params, MACs); fewer
+    when the draws hold fewer."""
+    from models import InvalidArchitecture, plan_model
+
+    from ..compile import CompiledSpace
+
+    out = []
+    for config in CompiledSpace(space).sample(draws, seed=seed):
+        try:
+            plan = plan_model(config["architecture"], data.input_shape, data.n_classes, space.constraints)
+        except InvalidArchitecture:
+            continue
+        out.append((config, plan))
+        if len(out) == n:
+            break
+    return out
+
+
 # ---------------------------------------------------------------- where and with what it ran
 
 

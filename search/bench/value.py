@@ -133,6 +133,8 @@ def reference(
 ) -> dict:
     """Train the reference for as many epochs as fit in ``budget`` seconds (its data load and
     speed probe included), test it once."""
+    from ..train import validate
+
     start = time.perf_counter()
     data = whole_training_set(space_path, sets, folder)
     x, y = data.x_train.to(device), data.y_train.to(device)
@@ -148,7 +150,7 @@ def reference(
     train_seconds, epochs = fit(
         model, x, y, epochs, device, budget - (time.perf_counter() - start) - test_seconds
     )
-    test_acc = accuracy(model, data.x_test.to(device), data.y_test.to(device))
+    test_acc, _ = validate(model, data.x_test.to(device), data.y_test.to(device), None)  # fp32, as trained
     return {
         "test_acc": test_acc,
         "epochs": epochs,
@@ -222,15 +224,6 @@ def fit(
             plan["total"] = epochs * steps
     sync(device)
     return time.perf_counter() - start, epochs
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    correct = 0
-    with torch.no_grad():
-        for i in range(0, len(x), 1024):
-            correct += int((model(x[i : i + 1024]).argmax(1) == y[i : i + 1024]).sum())
-    return correct / len(x)
 
 
 # ---------------------------------------------------------------- the campaign
