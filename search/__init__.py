@@ -14,6 +14,7 @@ leads back to where it started (tests/search/test_layout.py checks both against 
     2 data        data.py      fetch, verify, split: tensors in memory
     3 propose     suggest.py   hyperopt ask/tell (the one home of its internals), seeds
                   prune.py     early stopping: ASHA, the median rule, the stop at chance
+                  fidelity.py  multi-fidelity: rungs of data size and epochs, promotions (BOHB)
                   cost.py      a trial's training time, predicted before it starts
     4 one trial   trial.py     the contract: Outcome, TrialResult, what evaluators share
                   train.py     the training evaluator (backprop)

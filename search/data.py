@@ -131,6 +131,7 @@ CIFAR_RECORD = 1 + 3 * 32 * 32  # a label byte, then the image as 3 planes of 32
 
 DIGITS_TEST_FRACTION = 0.2  # digits has no official test set; this fixed, seeded part is one
 DIGITS_TEST_SEED = 0
+HEAD_SEED = 0  # the fixed order of Data.head: the training images of a multi-fidelity rung
 
 # ---------------------------------------------------------------- finding and verifying files
 
@@ -822,6 +823,16 @@ class Data:
 
         tensors = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
         return dataclasses.replace(self, **{k: move(getattr(self, k)) for k in tensors})
+
+    def head(self, n: int | None) -> Data:
+        """The first ``n`` training images of one fixed random order (the same on every device and
+        in every process, so that a smaller ``n`` gives a subset of a larger one's images); the
+        validation and test images unchanged. ``n`` None, or all: this data."""
+        if n is None or n >= len(self.y_train):
+            return self
+        order = torch.randperm(len(self.y_train), generator=torch.Generator().manual_seed(HEAD_SEED))
+        order = order[:n].sort().values.to(self.x_train.device)
+        return dataclasses.replace(self, x_train=self.x_train[order], y_train=self.y_train[order])
 
     def summary(self) -> dict[str, Any]:
         """Plain values for logging."""

@@ -3,7 +3,9 @@
 :class:`Loop` keeps as many trials in flight as its executor runs at once (one inline, W worker
 processes, the slots of a Dask cluster: ``executor.py``) and starts the next as soon as any
 ends: a killed trial's configuration first (requeued), then the given points (``--warm-start``,
-``--points``), then a suggestion (``suggest.py``). It is the only writer of the campaign's
+``--points``), then a suggestion (``suggest.py``); in a multi-fidelity campaign
+(``fidelity.py``) a promotion to a higher rung comes before any new configuration. It is the
+only writer of the campaign's
 record: it starts each trial's run before the trial starts, logs the epochs the workers report,
 asks the pruner whether to stop a trial, and ends the run with the result.
 
@@ -16,6 +18,7 @@ trials and the retries of lost workers are methods, each testable with a fake ex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import statistics
 import time
@@ -27,6 +30,7 @@ from .compile import CompiledSpace, config_hash
 from .cost import CostModel
 from .errors import TrackingError, UserError, error_line
 from .executor import Event, Executor, Job
+from .fidelity import Ladder, Rung, offset, rungs_of
 from .prune import Pruner
 from .suggest import Search, trial_seed
 from .trial import Outcome, TrialResult
@@ -76,6 +80,8 @@ class Recorder(Protocol):
         *,
         source: str | None,
     ) -> TrialRun: ...
+    def reopen_trial(self, record: Any, config: dict, offset: int) -> TrialRun: ...
+    def restore(self, record: Any, metrics: dict[str, float], step: int) -> None: ...
     def log_progress(self, trial: int, best: dict[str, float], ended: int, improved: bool) -> None: ...
     def keep_alive(self) -> None: ...
 
@@ -84,11 +90,13 @@ class Display(Protocol):
     """What the campaign shows while it runs (``search.progress.Progress``)."""
 
     def start(self, ended: int, total: int, best: dict | None) -> None: ...
-    def trial_start(self, trial: int, config: dict) -> None: ...
+    def trial_start(self, trial: int, config: dict, rung: Rung | None = None) -> None: ...
     def epoch(self, trial: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None: ...
     def note(self, text: str) -> None: ...
     def trial_lost(self, trial: int, reason: str) -> None: ...
-    def trial_end(self, trial: int, result: TrialResult, is_best: bool, best: dict | None) -> None: ...
+    def trial_end(
+        self, trial: int, result: TrialResult, is_best: bool, best: dict | None, rung: Rung | None = None
+    ) -> None: ...
 
 
 # ---------------------------------------------------------------- where a campaign stands
@@ -98,16 +106,17 @@ class Display(Protocol):
 class State:
     """Where a campaign stands: what ended, what to re-run, the best so far."""
 
-    ended: dict[int, Outcome] = field(default_factory=dict)  # trial -> outcome
+    ended: dict[int, Outcome] = field(default_factory=dict)  # trial -> outcome (at its highest rung)
     seen: set[str] = field(default_factory=set)  # config hashes evaluated
     requeue: list[Any] = field(default_factory=list)  # killed trials (TrialRecord), re-run first
     next_trial: int = 0
-    best: dict[str, Any] | None = None  # trial, loss, val_acc, name
+    best: dict[str, Any] | None = None  # trial, loss, val_acc, name, macs, rung
     failures_in_row: int = 0
     last_reason: str | None = None  # of the last trial that was not ok
     compute: float = 0.0  # device-seconds the ended trials trained (or screened) for
     durations: list[float] = field(default_factory=list)  # wall seconds of the trials this driver ran
     predictions: list[tuple[float, float]] = field(default_factory=list)  # (predicted, actual) seconds
+    records: dict[int, Any] = field(default_factory=dict)  # trial -> its run (to reopen on promotion)
 
     def end(
         self,
@@ -118,49 +127,127 @@ class State:
         val_acc: Any,
         name: str,
         macs: float | None = None,
+        rung: int = 0,
     ) -> bool:
-        """Count an ended trial (run now or read back); True when it is the new best."""
+        """Count an ended trial (run now or read back); True when it is the new best: the lowest
+        loss of the highest rung reached (a trial that got further ranks above)."""
         self.ended[trial] = outcome
         self.seen.add(chash)
-        if outcome == Outcome.OK and (self.best is None or loss < self.best["loss"]):
-            self.best = {"trial": trial, "loss": loss, "val_acc": val_acc, "name": name, "macs": macs}
+        best = self.best
+        if outcome == Outcome.OK and (best is None or (rung, -loss) > (best["rung"], -best["loss"])):
+            self.best = {
+                "trial": trial, "loss": loss, "val_acc": val_acc, "name": name, "macs": macs, "rung": rung
+            }  # fmt: skip
             return True
         return False
 
-    def record(self, trial: int, chash: str, result: TrialResult, name: str) -> bool:
+    def record(self, trial: int, chash: str, result: TrialResult, name: str, rung: int = 0) -> bool:
         """Count a trial this driver ran, and the failures in a row; True when it is the new best."""
         self.failures_in_row = self.failures_in_row + 1 if result.outcome == Outcome.FAILED else 0
         self.last_reason = result.reason if not result.outcome.learned else self.last_reason
         self.compute += result.train_seconds
-        return self.end(trial, result.outcome, chash, result.loss, result.val_acc, name, result.macs)
+        return self.end(trial, result.outcome, chash, result.loss, result.val_acc, name, result.macs, rung)
 
 
-def rebuild(campaign: Recorder, search: Search, pruner: Pruner, cost: CostModel, images: int) -> State:
+def rebuild(
+    campaign: Recorder,
+    models: list[Search],
+    ladder: Ladder,
+    pruner: Pruner,
+    cost: CostModel,
+    images: int,
+) -> State:
     """The state of a campaign from its record; trials left RUNNING are marked KILLED.
     With early stopping on, the pruner gets the epochs of the ended trials back too, and the
-    cost model the time each trial trained for."""
+    cost model the time each trial trained for. In a multi-fidelity campaign each rung's model
+    and results get what the trials gave there, and a trial whose promotion was interrupted is
+    ok again at the rung it ended (it may be promoted again)."""
     state = State()
     records = campaign.trials()
     for r in records:
         m = r.metrics
         state.compute += m.get("train_seconds", 0.0)
+        rung = int(m.get("rung", 0)) if ladder.on else 0
+        if ladder.on and "rung" in m and r.outcome in (Outcome.RUNNING, Outcome.KILLED):
+            r = interrupted(campaign, r, ladder.rungs, rung)
         if r.outcome.ended:
-            state.end(r.trial, r.outcome, r.config_hash, r.loss, m.get("val_acc"), r.name, m.get("macs"))
-            search.tell(r.trial, r.vals, r.loss if r.outcome.learned else None)
+            acc, macs = m.get("val_acc"), m.get("macs")
+            state.end(r.trial, r.outcome, r.config_hash, r.loss, acc, r.name, macs, rung)
+            state.records[r.trial] = r
+            tell(models, ladder, r.trial, r.vals, r.outcome, r.loss, rung, m)
             if pruner.active and r.outcome.learned:
                 pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
             if r.outcome.learned:
                 seconds = m.get("train_seconds", 0.0)
-                cost.observe(m.get("macs"), images, m.get("epochs_done", 0.0), seconds)
+                cost.observe(m.get("macs"), m.get("rung_images", images), m.get("epochs_done", 0.0), seconds)
                 if "predicted_seconds" in m and r.outcome == Outcome.OK:  # all its epochs: comparable
                     state.predictions.append((m["predicted_seconds"], seconds))
     for r in records:
-        if r.outcome == Outcome.RUNNING:  # its driver died (SIGKILL, power loss): nobody will end it
+        if r.outcome == Outcome.RUNNING and r.trial not in state.ended:  # its driver died unseen
             campaign.mark_killed(r, "the driver stopped while this trial ran")
         if r.outcome in (Outcome.RUNNING, Outcome.KILLED) and r.trial not in state.ended:
             state.requeue = [q for q in state.requeue if q.trial != r.trial] + [r]
     state.next_trial = max((r.trial for r in records), default=-1) + 1
     return state
+
+
+def interrupted(campaign: Recorder, r: Any, rungs: list[Rung], rung: int) -> Any:
+    """A trial whose promotion past ``rung`` was interrupted: ok again at ``rung``, with its
+    metrics there (read back as ended)."""
+    m = dict(r.metrics)
+    restored = {"loss": m.get(f"rung{rung}_loss"), "val_acc": m.get(f"rung{rung}_val_acc")}
+    restored = {k: v for k, v in restored.items() if v is not None}
+    campaign.restore(r, restored, offset(rungs, rung + 2))
+    m.update(restored)
+    return dataclasses.replace(r, outcome=Outcome.OK, loss=restored.get("loss"), metrics=m, reason=None)
+
+
+def tell(
+    models: list[Search],
+    ladder: Ladder,
+    trial: int,
+    vals: dict,
+    outcome: Outcome,
+    loss: float | None,
+    rung: int,
+    metrics: dict[str, float],
+) -> None:
+    """What a trial read back gave at each rung it ended (``metrics``: its ``rung<k>_loss``)."""
+    for k in range(rung):
+        models[k].tell(trial, vals, metrics.get(f"rung{k}_loss"))
+        ladder.record(trial, k, metrics.get(f"rung{k}_loss"), promotable=True)
+        ladder.started(trial, k + 1)
+    tell_rung(models, ladder, trial, vals, outcome, loss, rung)
+
+
+def tell_rung(
+    models: list[Search],
+    ladder: Ladder,
+    trial: int,
+    vals: dict,
+    outcome: Outcome,
+    loss: float | None,
+    rung: int,
+) -> None:
+    """A trial's result at one rung, to that rung's model and results (only ok ones may be
+    promoted). An invalid or failed configuration is a failure at every rung: no model proposes
+    it again."""
+    learned = loss if outcome.learned else None
+    for model in models if learned is None and rung == 0 else models[rung : rung + 1]:
+        model.tell(trial, vals, learned)
+    if ladder.on:
+        ladder.record(trial, rung, learned, promotable=outcome == Outcome.OK)
+
+
+def rung_metrics(rung: Rung, result: TrialResult) -> dict[str, float]:
+    """What a trial run logs of a rung it ended: which rung, its fidelity, and its results under
+    names of their own (``rung1_loss``), which the next rungs do not overwrite."""
+    out = {"rung": rung.index, "rung_images": rung.images, "rung_epochs": rung.epochs}
+    out[f"rung{rung.index}_seconds"] = result.train_seconds
+    if result.loss is not None:
+        out[f"rung{rung.index}_loss"] = result.loss
+        out[f"rung{rung.index}_val_acc"] = result.val_acc
+    return out
 
 
 @dataclass
@@ -176,6 +263,20 @@ class Flight:
     source: str | None = None  # --warm-start, --points
     history: list[dict[str, float]] = field(default_factory=list)  # the epochs reported so far
     predicted: float | None = None  # seconds of training predicted before it started
+    rung: Rung | None = None  # the fidelity it trains at (multi-fidelity campaigns)
+    losses: int = 0  # times a worker died running it
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A trial's run, as a promotion reopens it."""
+
+    run_id: str
+    trial: int
+    name: str
+    attempt: int
+    vals: dict[str, list]
+    source: str | None
 
 
 class Plots:
@@ -244,11 +345,15 @@ class Loop:
         self.compiled, self.make_job, self.plan = compiled, make_job, plan
         self.device_tag, self.progress, self.clock = device_tag, progress, clock
         self.interrupts = interrupts or Interrupts()
-        self.search = Search(compiled, settings)
         self.pruner = Pruner(settings["pruning"], classes)
         self.cost = CostModel()
         self.images, self.final_images = images, final_images or images
-        self.state = rebuild(campaign, self.search, self.pruner, self.cost, images)
+        fidelity = settings.get("fidelity", {"rungs": 0})
+        epochs = compiled.space.training.fields["epochs"]
+        rungs = rungs_of(fidelity, images, epochs.value) if fidelity["rungs"] else []
+        self.ladder = Ladder(rungs, fidelity.get("reduction", 2))
+        self.models = [Search(compiled, settings) for _ in rungs or [None]]  # TPE's history per rung
+        self.state = rebuild(campaign, self.models, self.ladder, self.pruner, self.cost, images)
         self.refused = 0  # configurations in a row not started for want of time
         self.given = list(points)  # still to evaluate
         self.flights: dict[str, Flight] = {}
@@ -268,8 +373,7 @@ class Loop:
                 # start trials while a slot is free and no rule says stop
                 why = self.why_not_start()
                 while why is None and len(flights) < self.executor.capacity():
-                    self.launch_next()
-                    why = self.why_not_start()
+                    why = self.launch_next() or self.why_not_start()
                 if why is not None and flights and why not in (told, self.enough):
                     self.progress.note(f"{why}; waiting for the {len(flights)} running")
                     told = why
@@ -288,12 +392,13 @@ class Loop:
     # -- stop rules
 
     def why_not_start(self) -> str | None:
-        """Why no new trial may start (None: one may): enough trials, the time budget, the
-        loss threshold."""
-        return self.enough_trials() or self.budget_spent() or self.threshold_reached()
+        """Why no trial may start (None: one may): the time budget, the loss threshold. (Enough
+        trials stops new configurations only: :meth:`launch_next`.)"""
+        return self.budget_spent() or self.threshold_reached()
 
     def enough_trials(self) -> str | None:
-        if len(self.state.ended) + len(self.flights) >= self.settings["trials"]:
+        """Why no new configuration may start: ``search.trials`` of them ended or in flight."""
+        if len(self.state.ended.keys() | {f.trial for f in self.flights.values()}) >= self.settings["trials"]:
             return self.enough
         return None
 
@@ -339,9 +444,10 @@ class Loop:
         each = self.cost.predict(best.get("macs"), self.final_images, final["epochs"]) if best else None
         return final["top"] * each if each is not None else 0.0
 
-    def too_dear(self, predicted: float | None) -> str | None:
+    def too_dear(self, predicted: float | None, count: bool = True) -> str | None:
         """Why a configuration predicted to train ``predicted`` seconds must not start (None: it
-        may): over ``max_trial_seconds``, or more than the time budget has left."""
+        may): over ``max_trial_seconds``, or more than the time budget has left (``count``: one
+        more such refusal in a row)."""
         if predicted is None:
             return None
         limit = self.settings["max_trial_seconds"]
@@ -350,21 +456,22 @@ class Loop:
                 f"predicted to train {predicted:.0f} s, over search.max_trial_seconds {limit:g}; not started"
             )
         if self.settings["time_budget"] is not None and predicted > self.time_left():
-            self.refused += 1
+            self.refused += count
             return (
                 f"predicted to train {predicted:.0f} s, more than the {max(0.0, self.time_left()):.0f} s "
                 "left of the time budget; not started"
             )
         return None
 
-    def predict(self, config: dict, size: TrialResult | None) -> float | None:
-        """Seconds of training predicted for a configuration of planned ``size`` (None: not yet
-        predictable)."""
+    def predict(self, config: dict, size: TrialResult | None, rung: Rung | None = None) -> float | None:
+        """Seconds of training predicted for a configuration of planned ``size`` (at ``rung``'s
+        fidelity, or its own), None when not yet predictable."""
         if size is None or not self.cost.ready:
             return None
         recipe = config["training"]
-        epochs = 1 if recipe.get("mode") == "screen" else recipe["epochs"]
-        return self.cost.predict(size.macs, self.images, epochs)
+        epochs = rung.epochs if rung is not None else recipe["epochs"]
+        epochs = 1 if recipe.get("mode") == "screen" else epochs
+        return self.cost.predict(size.macs, rung.images if rung is not None else self.images, epochs)
 
     def threshold_reached(self) -> str | None:
         threshold, best = self.settings["loss_threshold"], self.state.best
@@ -383,10 +490,17 @@ class Loop:
 
     # -- starting trials
 
-    def launch_next(self) -> None:
-        """Start one trial: a killed trial's configuration first, then the given points, else a
-        new suggestion. Its run exists (RUNNING) before it starts."""
+    def launch_next(self) -> str | None:
+        """Start one trial: a killed trial's configuration first, then a promotion to a higher
+        rung (multi-fidelity), then the given points, else a new suggestion; its run exists
+        (RUNNING) before it starts. Why none may start (None: one did): enough trials."""
         state, source = self.state, None
+        enough = self.enough_trials()
+        if not (state.requeue and not enough) and self.promote():
+            return None
+        if enough:
+            return enough
+        rung = self.ladder.rungs[0] if self.ladder.on else None
         point = None if state.requeue else self.next_point()
         if state.requeue:
             killed = state.requeue.pop(0)
@@ -399,19 +513,55 @@ class Loop:
                 vals, config, source = point
             else:
                 pending = {f.trial: f.vals for f in self.flights.values()}
-                vals, config = self.search.ask(trial, self.taken(), pending)
+                vals, config = self.model().ask(trial, self.taken(), pending)
         size = self.plan(config) if self.plan is not None else None
-        predicted = self.predict(config, size)
+        predicted = self.predict(config, size, rung)
         refused = None if attempt > 1 else self.too_dear(predicted)
         run = self.start_run(trial, attempt, config, vals, source)
-        flight = Flight(trial, attempt, vals, config, run, self.clock(), source, predicted=predicted)
+        flight = Flight(trial, attempt, vals, config, run, self.clock(), source)
+        flight.predicted, flight.rung = predicted, rung
         self.flights[str(trial)] = flight
-        self.progress.trial_start(trial, config)
+        self.progress.trial_start(trial, config, rung)
         if refused is not None:
             self.ended(flight, TrialResult(Outcome.INVALID, reason=refused, macs=size and size.macs))
-            return
+            return None
         self.refused = 0
-        self.executor.submit(self.make_job(trial, config))
+        self.executor.submit(self.job(trial, config, rung))
+        return None
+
+    def promote(self) -> bool:
+        """Start the first promotion due whose predicted time fits; False when none does."""
+        busy = {f.trial for f in self.flights.values()}
+        for trial, index in self.ladder.due(busy) if self.ladder.on else ():
+            record, rung = self.state.records[trial], self.ladder.rungs[index]
+            config = self.compiled.decode(record.vals)
+            size = self.plan(config) if self.plan is not None else None
+            predicted = self.predict(config, size, rung)
+            if self.too_dear(predicted, count=False) is not None:
+                continue  # kept for later: a cheaper one may fit, or the rung's results change
+            run = self.campaign.reopen_trial(record, config, offset(self.ladder.rungs, index))
+            flight = Flight(trial, record.attempt, record.vals, config, run, self.clock(), record.source)
+            flight.predicted, flight.rung = predicted, rung
+            self.ladder.started(trial, index)
+            self.flights[str(trial)] = flight
+            self.progress.trial_start(trial, config, rung)
+            self.executor.submit(self.job(trial, config, rung))
+            return True
+        return False
+
+    def model(self) -> Search:
+        """The model new configurations are suggested from: the highest rung's with enough
+        results (BOHB's rule; the only one without multi-fidelity)."""
+        enough = self.settings["tpe"]["startup_trials"] if self.settings["algo"] == "tpe" else 1
+        return self.models[self.ladder.model_rung(enough)]
+
+    def job(self, trial: int, config: dict, rung: Rung | None) -> Job:
+        """The executor's job of a trial: at ``rung``'s epochs and images, or its own."""
+        if rung is None:
+            return self.make_job(trial, config)
+        training = {**config["training"], "epochs": rung.epochs}
+        images = rung.images if rung.images < self.images else None
+        return self.make_job(trial, {**config, "training": training}, images=images)
 
     def next_point(self) -> tuple[dict, dict, str] | None:
         """The next given configuration not yet evaluated (nor in flight)."""
@@ -448,7 +598,7 @@ class Loop:
         """Log one epoch of a trial, and stop the trial when the pruner says so."""
         flight.run.log_epoch(epoch, metrics)
         flight.history.append(dict(metrics))
-        epochs = flight.config["training"]["epochs"]
+        epochs = flight.rung.epochs if flight.rung is not None else flight.config["training"]["epochs"]
         self.progress.epoch(flight.trial, epoch, epochs, metrics)
         if not self.pruner.watching or "val_acc" not in metrics:
             return
@@ -459,14 +609,19 @@ class Loop:
             self.ended(flight, pruned(flight.history, why, size))
 
     def lost(self, flight: Flight, reason: str) -> None:
-        """A worker died running this trial: run it again (a new attempt), or give up."""
-        if flight.attempt >= MAX_ATTEMPTS:
+        """A worker died running this trial: run it again (a new attempt; a promotion in the
+        same run), or give up."""
+        flight.losses += 1
+        if (flight.losses if self.promoted(flight) else flight.attempt) >= MAX_ATTEMPTS:
             self.executor.cancel(str(flight.trial))
             why = f"{reason}; lost {MAX_ATTEMPTS} times, so not run again"
             self.ended(flight, TrialResult(Outcome.FAILED, reason=why))
             return
-        flight.run.finish(Outcome.KILLED, reason, {})
         self.progress.trial_lost(flight.trial, reason)
+        flight.history = []
+        if self.promoted(flight):
+            return  # its run holds the rungs below: the executor runs it again in that run
+        flight.run.finish(Outcome.KILLED, reason, {})
         flight.attempt += 1
         flight.run = self.start_run(flight.trial, flight.attempt, flight.config, flight.vals, flight.source)
 
@@ -476,11 +631,19 @@ class Loop:
         del self.flights[str(flight.trial)]
         if result.outcome != Outcome.INVALID:  # an invalid trial takes no time to say so
             state.durations.append(self.clock() - flight.started)
+        rung = flight.rung
+        if rung is not None and rung.index < self.ladder.top and result.outcome == Outcome.OK:
+            at_chance = self.pruner.at_chance(result.val_acc)
+            if at_chance is not None:  # never promoted: said, so that it is not taken for a good one
+                result.outcome, result.reason = Outcome.PRUNED, f"{at_chance} at rung {rung.index}"
         metrics = result.metrics()
         if flight.predicted is not None:
             metrics["predicted_seconds"] = flight.predicted
+        if rung is not None:
+            metrics.update(rung_metrics(rung, result))
+        images = rung.images if rung is not None else self.images
         if result.outcome.learned:
-            self.cost.observe(result.macs, self.images, len(result.history), result.train_seconds)
+            self.cost.observe(result.macs, images, len(result.history), result.train_seconds)
             if flight.predicted is not None and result.outcome == Outcome.OK:  # a pruned one stopped early
                 state.predictions.append((flight.predicted, result.train_seconds))
         flight.run.finish(
@@ -490,13 +653,20 @@ class Loop:
             state_dict=result.state_dict,
             traceback=result.traceback,
         )
-        self.search.tell(flight.trial, flight.vals, result.loss if result.outcome.learned else None)
-        is_best = state.record(flight.trial, config_hash(flight.config), result, flight.run.name)
+        index = rung.index if rung is not None else 0
+        tell_rung(self.models, self.ladder, flight.trial, flight.vals, result.outcome, result.loss, index)
+        state.records[flight.trial] = Ran(flight.run.run_id, flight.trial, flight.run.name, flight.attempt,
+                                          flight.vals, flight.source)  # fmt: skip
+        is_best = state.record(flight.trial, config_hash(flight.config), result, flight.run.name, index)
         best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
         best["compute_seconds"] = state.compute
         self.campaign.log_progress(flight.trial, best, len(state.ended), improved=is_best)
-        self.progress.trial_end(flight.trial, result, is_best, state.best)
+        self.progress.trial_end(flight.trial, result, is_best, state.best, rung)
         self.plots.after_trial()
+
+    def promoted(self, flight: Flight) -> bool:
+        """Whether a flight is a promotion (a trial at a rung above the first)."""
+        return flight.rung is not None and flight.rung.index > 0
 
     def abandon(self, error: BaseException) -> None:
         """Ctrl-C or a campaign that fails: the trials in flight end KILLED (a resume runs them

@@ -72,6 +72,7 @@ class Job:
     threads: int | None = None  # torch CPU threads of the trial; None: as the worker has them
     fn: Callable[..., TrialResult] = evaluate  # module level, so that it pickles by reference
     timeout: float | None = None  # seconds the trial may take (search.trial_timeout)
+    images: int | None = None  # training images (a multi-fidelity rung's: Data.head); None: all
 
 
 @dataclass
@@ -160,7 +161,7 @@ def run_job(
     try:
         return job.fn(
             job.config,
-            data,
+            data.head(job.images),
             seed=job.seed,
             limits=job.limits,
             on_epoch=on_epoch,
@@ -301,7 +302,7 @@ class Inline:
         try:
             result = job.fn(
                 job.config,
-                self.data,
+                self.data.head(job.images),
                 seed=job.seed,
                 limits=job.limits,
                 on_epoch=on_epoch,

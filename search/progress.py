@@ -70,8 +70,12 @@ class Progress:
         if ended:
             self._line(f"resuming: {ended} of {total} trials already ended; {self._best_text()}")
 
-    def trial_start(self, trial: int, config: dict) -> None:
-        self.running[trial] = (arch_name(config["architecture"]), time.monotonic())
+    def trial_start(self, trial: int, config: dict, rung: Any = None) -> None:
+        """A trial starts (at ``rung``, a :class:`search.fidelity.Rung`, in a multi-fidelity campaign)."""
+        name = arch_name(config["architecture"])
+        if rung is not None:
+            name += f" @ rung {rung.index} ({rung.text()})"
+        self.running[trial] = (name, time.monotonic())
         self._redraw(f"{self._head(trial)} {self.running[trial][0]} | {self._best_text()}")
 
     def epoch(self, trial: int, epoch: int, epochs: int, metrics: dict[str, float]) -> None:
@@ -90,13 +94,17 @@ class Progress:
         name, _ = self.running.get(trial, ("", 0.0))
         self._line(f"t{trial:03d} {name}  lost: {reason}; running it again")
 
-    def trial_end(self, trial: int, result: Any, is_best: bool, best: dict | None) -> None:
+    def trial_end(self, trial: int, result: Any, is_best: bool, best: dict | None, rung: Any = None) -> None:
+        """A trial ends (a rung of it, in a multi-fidelity campaign: a promotion is not counted
+        again, nor timed for the ETA)."""
         name, t0 = self.running.pop(trial, ("", time.monotonic()))
         took = time.monotonic() - t0
-        self.ended += 1
+        again = rung is not None and rung.index > 0
+        self.ended += not again
         self.best = best
         if result.outcome == Outcome.OK:
-            self.trial_durations.append(took)
+            if not again:
+                self.trial_durations.append(took)
             what = f"val_acc {result.val_acc:.4f}" + ("  * best" if is_best else "")
         else:
             what = f"{result.outcome}: {result.reason}"

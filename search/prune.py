@@ -62,6 +62,13 @@ class Pruner:
         """Some trial may be stopped: a rule, or the stop at chance."""
         return self.active or self.chance_cut is not None
 
+    def at_chance(self, acc: float | None) -> str | None:
+        """Why a validation accuracy counts as at chance (None: it does not, or the stop is off)."""
+        if self.chance_cut is None or acc is None or acc > self.chance_cut:
+            return None
+        factor = self.settings["at_chance"]
+        return f"at chance: val_acc {acc:.4f} <= {factor:g} x chance ({self.chance_cut:.4f})"
+
     def history(self, trial: int, accuracies: list[float]) -> None:
         """What an ended trial (read back on resume) reached at each epoch, for the rules' peers."""
         best = -1.0
@@ -76,11 +83,9 @@ class Pruner:
         best = max(acc, self.best_by_epoch[epoch - 1].get(trial, -1.0) if epoch > 1 else -1.0)
         others = [v for t, v in self.best_by_epoch[epoch].items() if t != trial]
         self.best_by_epoch[epoch][trial] = best
-        if epoch == 1 and epochs > 1 and self.chance_cut is not None and acc <= self.chance_cut:
-            return (
-                f"at chance after epoch 1: val_acc {acc:.4f} <= {self.settings['at_chance']:g} x chance "
-                f"({self.chance_cut:.4f})"
-            )
+        chance = self.at_chance(acc) if epoch == 1 and epochs > 1 else None
+        if chance is not None:
+            return chance.replace("at chance", "at chance after epoch 1", 1)
         if not self.active or epoch < self.settings["min_epochs"] or epoch >= epochs:
             return None
         if self.rule == "asha":

@@ -22,7 +22,7 @@ from .trial import ENDED, Outcome, counts_text, outcome_counts
 # Metric columns of the leaderboard, in order.
 METRICS = ("val_acc", "best_val_acc", "val_loss", "params", "macs", "train_seconds", "images_per_second")
 # The leaderboard's columns that are not settings of the trials.
-NOT_PARAMS = ("trial", "outcome", "name", *METRICS, "source", "reason", "run_id")
+NOT_PARAMS = ("trial", "outcome", "name", "rung", *METRICS, "source", "reason", "run_id")
 # The outcomes a campaign's counts always show (pruned too when there are some).
 SHOWN = (Outcome.OK, Outcome.INVALID, Outcome.FAILED)
 
@@ -40,10 +40,12 @@ def latest_attempts(records: list[TrialRecord]) -> list[TrialRecord]:
 
 def ranked(records: list[TrialRecord]) -> list[TrialRecord]:
     """The finished trials (the last attempt of each, ok, with a loss), the best first: the
-    lowest loss (1 - final val_acc), then the lowest trial number. Status, export, retrain and
-    warm start all take "the best" from here."""
+    highest multi-fidelity rung reached (a trial that trained at a higher fidelity ranks above
+    one that did not; one rung without multi-fidelity), then the lowest loss (1 - final val_acc),
+    then the lowest trial number. Status, export, retrain, the final stage and warm start all
+    take "the best" from here."""
     ok = [r for r in latest_attempts(records) if r.outcome == Outcome.OK and r.loss is not None]
-    return sorted(ok, key=lambda r: (r.loss, r.trial))
+    return sorted(ok, key=lambda r: (-r.metrics.get("rung", 0), r.loss, r.trial))
 
 
 def best(records: list[TrialRecord]) -> TrialRecord | None:
@@ -119,11 +121,15 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
         lines.append(
             f"  running: {r.name} (started {duration(time.time() - (r.start_time or time.time()))} ago)"
         )
+    rungs = rungs_line(ended)
+    if rungs:
+        lines.append(rungs)
     top = best(records)
     if top is not None:
         lines.append(
             f"best: {top.name}  val_acc {top.metrics.get('val_acc', float('nan')):.4f}  "
             f"val_loss {top.metrics.get('val_loss', float('nan')):.4f}"
+            + (f"  at rung {top.metrics['rung']:.0f}" if "rung" in top.metrics else "")
         )
     else:
         lines.append("best: none yet")
@@ -156,6 +162,20 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
     return "\n".join(lines)
 
 
+def rungs_line(ended: list[TrialRecord]) -> str | None:
+    """How many trials ended each multi-fidelity rung, at what fidelity (None: one rung)."""
+    reached = [r for r in ended if "rung" in r.metrics]
+    if not reached:
+        return None
+    parts = []
+    for k in range(int(max(r.metrics["rung"] for r in reached)) + 1):
+        here = [r for r in reached if r.metrics["rung"] >= k]
+        at = next((r.metrics for r in here if r.metrics["rung"] == k and "rung_images" in r.metrics), None)
+        fidelity = f" ({at['rung_images']:,.0f} images x {at['rung_epochs']:.0f})" if at else ""
+        parts.append(f"{len(here)} at rung {k}{fidelity}")
+    return "rungs (trials that ended each; images x epochs): " + ", ".join(parts)
+
+
 # ---------------------------------------------------------------- leaderboard
 
 
@@ -172,7 +192,8 @@ def leaderboard(
     records: list[TrialRecord], top: int | None = None, include_failed: bool = False
 ) -> pd.DataFrame:
     """A campaign's trials (highest final validation accuracy first, the best ``top``; None: all)
-    with their config values."""
+    with their config values; in a multi-fidelity campaign, the highest rung first, with a
+    ``rung`` column."""
     rows = []
     for r in latest_attempts(records):
         if r.outcome != Outcome.OK and not (include_failed and r.outcome in ENDED):
@@ -182,6 +203,7 @@ def leaderboard(
             "outcome": r.outcome.value,
             "name": r.name.partition(" ")[2],
         }
+        row["rung"] = r.metrics.get("rung")
         row.update({m: r.metrics.get(m) for m in METRICS})
         row.update({k: _value(v) for k, v in sorted(r.params.items())})
         row["source"] = r.source
@@ -191,10 +213,15 @@ def leaderboard(
     if not rows:
         return pd.DataFrame(columns=["trial", "outcome", "name", *METRICS])
     df = pd.DataFrame(rows)
-    head = ["trial", "outcome", "name", *METRICS]
+    rungs = df["rung"].notna().any()
+    head = ["trial", "outcome", "name", *(["rung"] if rungs else []), *METRICS]
     params = sorted(c for c in df.columns if c not in NOT_PARAMS)
     df = df[[*head, *params, "source", "reason", "run_id"]]  # deeper nets' layers sorted in, not appended
-    df = df.sort_values(["val_acc", "trial"], ascending=[False, True], na_position="last", kind="stable")
+    order = ["rung", "val_acc", "trial"] if rungs else ["val_acc", "trial"]
+    ascending = [False] * (len(order) - 1) + [True]
+    df = df.sort_values(order, ascending=ascending, na_position="last", kind="stable")
+    if rungs:
+        df["rung"] = df["rung"].astype("Int64")
     if top is not None:
         df = df.head(top)
     for col in ("params", "macs"):
@@ -204,7 +231,7 @@ def leaderboard(
 
 def varying(df: pd.DataFrame) -> pd.DataFrame:
     """The leaderboard's key columns and the config columns whose values differ between rows."""
-    keep = ["trial", "name", *METRICS]
+    keep = ["trial", "name", "rung", *METRICS]
     cols = [c for c in keep if c in df.columns] + varying_params(df)
     if "source" in df.columns and df["source"].notna().any():
         cols.append("source")  # given first: --warm-start, --points

@@ -106,7 +106,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
 
 def campaign_tags(search: dict) -> dict[str, Any]:
     """The campaign run's tags of its search settings (the nested blocks are params)."""
-    out = {f"{TAG}{k}": v for k, v in search.items() if k not in ("tpe", "pruning", "final")}
+    out = {f"{TAG}{k}": v for k, v in search.items() if k not in ("tpe", "pruning", "final", "fidelity")}
     out.update({f"{TAG}final.{k}": v for k, v in search["final"].items()})
     return out
 
@@ -165,9 +165,10 @@ def open_campaign(
     return campaign, verb
 
 
-def job_maker(settings: Settings, data: Data, device: str, evaluate_fn: Any) -> Callable[[int, dict], Job]:
+def job_maker(settings: Settings, data: Data, device: str, evaluate_fn: Any) -> Callable[..., Job]:
     """What the loop hands the executor for a trial: its config, seed, limits and how to load the
-    data (with the split's fingerprint, which a worker checks)."""
+    data (with the split's fingerprint, which a worker checks); ``images``: the training images of
+    a multi-fidelity rung (None: all)."""
     space = settings.space
     spec = DataSpec(
         dataset=space.data["dataset"],
@@ -177,7 +178,7 @@ def job_maker(settings: Settings, data: Data, device: str, evaluate_fn: Any) -> 
         fingerprint=data.fingerprint,
     )
 
-    def make_job(trial: int, config: dict) -> Job:
+    def make_job(trial: int, config: dict, images: int | None = None) -> Job:
         seed = trial_seed(space.search["seed"], trial)
         return Job(
             str(trial),
@@ -189,6 +190,7 @@ def job_maker(settings: Settings, data: Data, device: str, evaluate_fn: Any) -> 
             settings.threads,
             evaluate_fn,
             timeout=space.search["trial_timeout"],
+            images=images,
         )
 
     return make_job
@@ -331,11 +333,11 @@ def _params(settings: Settings, data: Any) -> dict[str, Any]:
     fixed = {
         k: v
         for k, v in space.search.items()
-        if k not in ("tpe", "pruning") and f"search.{k}" not in CHANGEABLE
+        if k not in ("tpe", "pruning", "fidelity") and f"search.{k}" not in CHANGEABLE
     }
     out.update({f"search.{k}": v for k, v in fixed.items()})
-    out.update({f"search.tpe.{k}": v for k, v in space.search["tpe"].items()})
-    out.update({f"search.pruning.{k}": v for k, v in space.search["pruning"].items()})
+    for block in ("tpe", "pruning", "fidelity"):
+        out.update({f"search.{block}.{k}": v for k, v in space.search[block].items()})
     out.update({f"data.{k}": v for k, v in space.data.items()})
     out.update({f"constraints.{k}": v for k, v in vars(space.constraints).items()})
     out.update({f"dataset.{k}": v for k, v in data.summary().items() if k != "name"})

@@ -302,6 +302,16 @@ FINAL = Rec(
     }
 )
 
+FIDELITY = Rec(
+    {
+        # multi-fidelity search (search/fidelity.py): rungs of lower fidelity (fewer epochs, then
+        # fewer training images) below each trial's own; a configuration starts at the cheapest and
+        # the best 1 in `reduction` at a rung go on to the next (successive halving); 0: off
+        "rungs": _int(low=0, default=0),
+        "reduction": _int(low=2, default=3),  # each rung costs 1/reduction of the next
+    }
+)
+
 SEARCH = Rec(
     {
         "algo": Enum(("tpe", "random"), default="tpe"),
@@ -322,6 +332,7 @@ SEARCH = Rec(
         "tpe": TPE,
         "pruning": PRUNING,
         "final": FINAL,
+        "fidelity": FIDELITY,
     }
 )
 

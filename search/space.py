@@ -399,7 +399,19 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
     if isinstance(raw_search, dict):
         raw_search = {k: v for k, v in raw_search.items() if k != "points"}
     search = _plain(p.record(raw_search, S.SEARCH, "search", False, None))
+    if search["fidelity"]["rungs"] and search["pruning"]["rule"] != "none":
+        p.fail(
+            "search.fidelity.rungs",
+            f"multi-fidelity rungs and search.pruning.rule {search['pruning']['rule']} both stop trials "
+            "early, and epochs at different rungs do not compare; use one (search.pruning.rule: none)",
+        )
     training = p.record(raw.get("training"), S.TRAINING, "training", True, None)
+    if search["fidelity"]["rungs"] and not isinstance(training.fields["epochs"], Fixed):
+        p.fail(
+            "training.epochs",
+            "multi-fidelity rungs (search.fidelity.rungs) choose the epochs of each rung from the "
+            "trials' own; give training.epochs one value",
+        )
 
     arch = raw["architecture"]
     if not isinstance(arch, dict):

@@ -50,6 +50,7 @@ class Search:
         self.seed = settings["seed"]
         self.domain = Domain(lambda config: 0.0, compiled.expr)
         self.trials = Trials()
+        self.told: set[int] = set()  # trials whose result the history holds
         self.startup = 0
         if settings["algo"] == "random":
             self.algo: Callable = rand.suggest
@@ -65,7 +66,7 @@ class Search:
 
     def share_history(self, other: Search) -> None:
         """Read and write ``other``'s history from now on (one history, two algorithms)."""
-        self.trials = other.trials
+        self.trials, self.told = other.trials, other.told
 
     def ask(
         self, trial: int, avoid: set[str] = frozenset(), pending: dict[int, dict] | None = None
@@ -74,16 +75,17 @@ class Search:
 
         ``avoid``: config hashes not to suggest again. ``pending``: the assignments of trials in
         flight, told to TPE for this suggestion only as if their loss were the worst seen so
-        far (a constant liar), so that it looks elsewhere.
+        far (a constant liar), so that it looks elsewhere; those whose result the history holds
+        already (a multi-fidelity trial at a higher rung) are not told again.
         """
         # TPE draws at random until it has startup_trials results; asking rand directly skips
         # building TPE's model for nothing (the draws are the same)
         algo = rand.suggest if len(self.trials.trials) < self.startup else self.algo
-        lies = [t for t in (pending or {}) if algo is not rand.suggest]
+        lies = [t for t in (pending or {}) if algo is not rand.suggest and t not in self.told]
         if lies:
             losses = [x for x in self.trials.losses() if x is not None]
             for t in lies:
-                self.tell(t, pending[t], max(losses, default=1.0))
+                self._insert(t, pending[t], max(losses, default=1.0))
         try:
             for redraw in range(REDRAWS + 1):
                 doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
@@ -99,6 +101,10 @@ class Search:
 
     def tell(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
         """Record a trial's result: a loss to learn from, or None (invalid, failed)."""
+        self._insert(trial, vals, loss)
+        self.told.add(trial)
+
+    def _insert(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
         idxs = {label: [trial] if v else [] for label, v in vals.items()}
         misc = {"tid": trial, "cmd": self.domain.cmd, "workdir": None, "idxs": idxs, "vals": vals}
         result = {"status": STATUS_OK, "loss": loss} if loss is not None else {"status": STATUS_FAIL}

@@ -516,6 +516,27 @@ class Campaign:
             self.client.log_batch(run_id, params=chunk)
         return TrialRun(self.client, run, trial, name, config)
 
+    def reopen_trial(self, record: Any, config: dict, offset: int) -> TrialRun:
+        """A trial's run, RUNNING again: a multi-fidelity promotion trains it at the next rung, its
+        epochs logged from step ``offset`` + 1 (``record``: what ``run_id`` and ``name`` it has)."""
+        self.client.log_batch(record.run_id, tags=[RunTag(TAG + "outcome", Outcome.RUNNING)])
+        self.client.update_run(record.run_id, status="RUNNING")
+        run = self.client.get_run(record.run_id)
+        return TrialRun(self.client, run, record.trial, record.name, config, offset)
+
+    def restore(self, record: TrialRecord, metrics: dict[str, float], step: int) -> None:
+        """A trial whose promotion was interrupted (its run left RUNNING or KILLED): ok again, with
+        the metrics of the rung it ended (logged at ``step``, past the interrupted rung's epochs)."""
+        ts = _now_ms()
+        self.client.log_batch(
+            record.run_id,
+            metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
+            tags=[RunTag(TAG + "outcome", Outcome.OK)],
+        )
+        if record.reason:
+            self.client.delete_tag(record.run_id, TAG + "reason")
+        self.client.set_terminated(record.run_id, "FINISHED")
+
 
 class TrialRun:
     """One trial's child run while it runs.
@@ -525,9 +546,10 @@ class TrialRun:
     trials pay one write instead of one per epoch.
     """
 
-    def __init__(self, client: Patient, run: Any, trial: int, name: str, config: dict):
+    def __init__(self, client: Patient, run: Any, trial: int, name: str, config: dict, offset: int = 0):
         self.client, self.run_id, self.trial, self.name = client, run.info.run_id, trial, name
         self.config = config
+        self.offset = offset  # the step of epoch 1, less one: a multi-fidelity rung's epochs go on
         # looked up once, not per file; mlflow-artifacts:/ URIs resolve against the client's server
         self.artifacts = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.uri)
         self._pending: list[Metric] = []
@@ -542,7 +564,7 @@ class TrialRun:
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         ts = _now_ms()
-        self._pending += [Metric(k, float(v), ts, epoch) for k, v in metrics.items()]
+        self._pending += [Metric(k, float(v), ts, self.offset + epoch) for k, v in metrics.items()]
         self._last = dict(metrics)
         if time.monotonic() - self._flushed_at >= FLUSH_EVERY:
             self._flush()
@@ -561,7 +583,7 @@ class TrialRun:
     def finish(self, outcome: Outcome, reason: str | None, metrics: dict[str, float], **extra: Any) -> None:
         """Final metrics, outcome tags and files, then the run's end status."""
         ts = _now_ms()
-        step = int(metrics.get("epochs_done", 0))
+        step = self.offset + int(metrics.get("epochs_done", 0))
         self._pending += [Metric(k, v, ts, step) for k, v in metrics.items() if self._last.get(k) != v]
         tags = [RunTag(TAG + "outcome", outcome)]
         if reason:

@@ -35,6 +35,7 @@ class Clock:
 class Run:
     def __init__(self, trial, attempt):
         self.trial, self.attempt, self.name = trial, attempt, f"t{trial:03d}"
+        self.run_id = f"run{trial}.{attempt}"
         self.epochs, self.outcome, self.reason, self.where = [], None, None, None
 
     def started(self, where, device):
@@ -45,6 +46,7 @@ class Run:
 
     def finish(self, outcome, reason, metrics, **files):
         self.outcome, self.reason = outcome, reason
+        self.metrics = {**getattr(self, "metrics", {}), **metrics}  # as MLflow keeps the latest of each
 
 
 class Record:
@@ -54,6 +56,7 @@ class Record:
 
     def __init__(self, records=()):
         self.records, self.runs, self.killed, self.progress = list(records), [], [], []
+        self.restored = []
 
     def trials(self):
         return self.records
@@ -69,6 +72,17 @@ class Record:
         self.runs[-1].config = config
         return self.runs[-1]
 
+    def reopen_trial(self, record, config, offset):
+        run = next((r for r in self.runs if r.run_id == record.run_id), None)
+        if run is None:  # a run read back on resume
+            run = Run(record.trial, record.attempt)
+            self.runs.append(run)
+        run.reopened = getattr(run, "reopened", []) + [offset]
+        return run
+
+    def restore(self, record, metrics, step):
+        self.restored.append((record.trial, metrics, step))
+
     def log_progress(self, trial, best, ended, improved):
         self.progress.append((trial, ended, improved))
 
@@ -83,7 +97,7 @@ class Display:
     def start(self, ended, total, best):
         pass
 
-    def trial_start(self, trial, config):
+    def trial_start(self, trial, config, rung=None):
         pass
 
     def epoch(self, trial, epoch, epochs, metrics):
@@ -95,7 +109,7 @@ class Display:
     def trial_lost(self, trial, reason):
         self.lost.append(trial)
 
-    def trial_end(self, trial, result, is_best, best):
+    def trial_end(self, trial, result, is_best, best, rung=None):
         pass
 
 
@@ -146,8 +160,8 @@ class Executor:
 
 
 class Job:
-    def __init__(self, trial, config):
-        self.key, self.config = str(trial), config
+    def __init__(self, trial, config, images=None):
+        self.key, self.config, self.images = str(trial), config, images
 
 
 def ok(acc=0.5):

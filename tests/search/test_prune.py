@@ -54,6 +54,9 @@ def test_a_campaign_with_asha_records_pruned_trials_at_their_epoch(tiny, runs, c
     assert pruned
     for c in pruned:
         reached = int(c.data.metrics["epochs_done"])
+        if c.data.tags["archsearch.reason"].startswith("at chance after epoch 1"):
+            assert reached == 1  # the stop at chance, whatever the rule
+            continue
         assert reached >= 2  # never before the minimum epoch
         assert reached in rungs_of({"min_epochs": 2, "reduction": 2}, 9)  # at a rung: 2 or 4 or 8
         assert c.info.status == "FINISHED"
