@@ -154,14 +154,14 @@ def rebuild(
     models: list[Search],
     ladder: Ladder,
     pruner: Pruner,
-    cost: CostModel,
+    cost: Callable[[int], CostModel],
     images: int,
 ) -> State:
     """The state of a campaign from its record; trials left RUNNING are marked KILLED.
     With early stopping on, the pruner gets the epochs of the ended trials back too, and the
-    cost model the time each trial trained for. In a multi-fidelity campaign each rung's model
-    and results get what the trials gave there, and a trial whose promotion was interrupted is
-    ok again at the rung it ended (it may be promoted again)."""
+    cost model of each trial's rung (``cost(rung)``) the time it trained for. In a multi-fidelity
+    campaign each rung's model and results get what the trials gave there, and a trial whose
+    promotion was interrupted is ok again at the rung it ended (it may be promoted again)."""
     state = State()
     records = campaign.trials()
     for r in records:
@@ -179,7 +179,8 @@ def rebuild(
                 pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
             if r.outcome.learned:
                 seconds = m.get("train_seconds", 0.0)
-                cost.observe(m.get("macs"), m.get("rung_images", images), m.get("epochs_done", 0.0), seconds)
+                at = cost(rung)  # the cost model of the rung it ended (screened or trained)
+                at.observe(m.get("macs"), m.get("rung_images", images), m.get("epochs_done", 0.0), seconds)
                 if "predicted_seconds" in m and r.outcome == Outcome.OK:  # all its epochs: comparable
                     state.predictions.append((m["predicted_seconds"], seconds))
     for r in records:
@@ -346,14 +347,17 @@ class Loop:
         self.device_tag, self.progress, self.clock = device_tag, progress, clock
         self.interrupts = interrupts or Interrupts()
         self.pruner = Pruner(settings["pruning"], classes)
-        self.cost = CostModel()
+        self.cost = CostModel()  # of training
+        self.screen_cost = CostModel()  # of a screening rung (search.fidelity.screen)
         self.images, self.final_images = images, final_images or images
         fidelity = settings.get("fidelity", {"rungs": 0})
         epochs = compiled.space.training.fields["epochs"]
-        rungs = rungs_of(fidelity, images, epochs.value) if fidelity["rungs"] else []
+        on = fidelity["rungs"] or fidelity.get("screen")
+        rungs = rungs_of(fidelity, images, epochs.value) if on else []
         self.ladder = Ladder(rungs, fidelity.get("reduction", 2))
         self.models = [Search(compiled, settings) for _ in rungs or [None]]  # TPE's history per rung
-        self.state = rebuild(campaign, self.models, self.ladder, self.pruner, self.cost, images)
+        cost = lambda k: self.cost_at(self.ladder.rungs[k] if self.ladder.on else None)  # noqa: E731
+        self.state = rebuild(campaign, self.models, self.ladder, self.pruner, cost, images)
         self.refused = 0  # configurations in a row not started for want of time
         self.given = list(points)  # still to evaluate
         self.flights: dict[str, Flight] = {}
@@ -466,12 +470,17 @@ class Loop:
     def predict(self, config: dict, size: TrialResult | None, rung: Rung | None = None) -> float | None:
         """Seconds of training predicted for a configuration of planned ``size`` (at ``rung``'s
         fidelity, or its own), None when not yet predictable."""
-        if size is None or not self.cost.ready:
+        cost = self.cost_at(rung)
+        if size is None or not cost.ready:
             return None
         recipe = config["training"]
         epochs = rung.epochs if rung is not None else recipe["epochs"]
         epochs = 1 if recipe.get("mode") == "screen" else epochs
-        return self.cost.predict(size.macs, rung.images if rung is not None else self.images, epochs)
+        return cost.predict(size.macs, rung.images if rung is not None else self.images, epochs)
+
+    def cost_at(self, rung: Rung | None) -> CostModel:
+        """The cost model of a rung: screening's own, else training's."""
+        return self.screen_cost if rung is not None and rung.mode == "screen" else self.cost
 
     def threshold_reached(self) -> str | None:
         threshold, best = self.settings["loss_threshold"], self.state.best
@@ -560,6 +569,8 @@ class Loop:
         if rung is None:
             return self.make_job(trial, config)
         training = {**config["training"], "epochs": rung.epochs}
+        if rung.mode == "screen":
+            training["mode"] = "screen"
         images = rung.images if rung.images < self.images else None
         return self.make_job(trial, {**config, "training": training}, images=images)
 
@@ -643,7 +654,7 @@ class Loop:
             metrics.update(rung_metrics(rung, result))
         images = rung.images if rung is not None else self.images
         if result.outcome.learned:
-            self.cost.observe(result.macs, images, len(result.history), result.train_seconds)
+            self.cost_at(rung).observe(result.macs, images, len(result.history), result.train_seconds)
             if flight.predicted is not None and result.outcome == Outcome.OK:  # a pruned one stopped early
                 state.predictions.append((flight.predicted, result.train_seconds))
         flight.run.finish(

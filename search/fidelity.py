@@ -10,6 +10,11 @@ the best go on to train longer:
   validation images are the same at every rung. Each rung is a complete training, its
   learning-rate schedule fitted to its epochs; a promoted trial trains again from scratch at the
   larger fidelity.
+- **Screening first** (``screen: true``, a cascade): a rung below the trained ones screens each
+  configuration as Pinto & Cox did (its filters as drawn, a ridge read-out fitted on its
+  features: ``search/screen.py``) on all the trials' training images; only the best 1 in
+  ``reduction`` of the screened are trained. ``archsearch bench fidelity`` measures how well
+  screening ranks architectures as training does.
 - **Promotions** (asynchronous successive halving, as ASHA): whenever a trial may start, a trial
   that ended rung k goes on to rung k+1 if it is among the best ``n // reduction`` of the ``n``
   trials that ended rung k so far, the highest rungs first; otherwise a new configuration starts
@@ -41,34 +46,39 @@ MIN_IMAGES = 200  # training images of the cheapest rung, at least
 
 @dataclass(frozen=True)
 class Rung:
-    """One fidelity: training images and epochs."""
+    """One fidelity: training images and epochs, trained or screened."""
 
     index: int
     images: int
     epochs: int
+    mode: str = "train"  # train | screen (random filters, a ridge read-out)
 
     def text(self) -> str:
+        if self.mode == "screen":
+            return f"screened on {self.images:,} images"
         return f"{self.images:,} images x {plural(self.epochs, 'epoch')}"
 
 
 def rungs_of(fidelity: dict, images: int, epochs: int) -> list[Rung]:
     """The rungs of a campaign whose trials train ``epochs`` epochs on ``images`` images, the
-    cheapest first; one rung (the trial's own) when multi-fidelity is off."""
+    cheapest first (a screening rung first with ``screen``); one rung (the trial's own) when
+    multi-fidelity is off."""
     top, reduction = fidelity["rungs"], fidelity["reduction"]
-    out: list[Rung] = []
+    screen = fidelity.get("screen", False)
+    out: list[Rung] = [Rung(0, images, 1, "screen")] if screen else []
     for k in range(top + 1):
         cost = images * epochs / reduction ** (top - k)
         if cost >= images:
-            out.append(Rung(k, images, max(1, min(epochs, round(cost / images)))))
+            out.append(Rung(len(out), images, max(1, min(epochs, round(cost / images)))))
         else:
-            out.append(Rung(k, min(images, round(cost)), 1))
-    if top and out[0].images < MIN_IMAGES:
+            out.append(Rung(len(out), min(images, round(cost)), 1))
+    if top and out[screen].images < MIN_IMAGES:
         raise UserError(
-            f"search.fidelity: its cheapest rung would train on {out[0].images:,} images (of "
+            f"search.fidelity: its cheapest rung would train on {out[screen].images:,} images (of "
             f"{images:,} x {plural(epochs, 'epoch')} at the top, each rung 1/{reduction} of the next), "
             f"fewer than {MIN_IMAGES}; use fewer rungs, a smaller reduction, or more training images"
         )
-    seen = [(r.images, r.epochs) for r in out]
+    seen = [(r.images, r.epochs, r.mode) for r in out]
     if len(set(seen)) < len(seen):
         raise UserError(
             f"search.fidelity: rungs {', '.join(r.text() for r in out)} repeat a fidelity; use fewer rungs"

@@ -309,6 +309,10 @@ FIDELITY = Rec(
         # the best 1 in `reduction` at a rung go on to the next (successive halving); 0: off
         "rungs": _int(low=0, default=0),
         "reduction": _int(low=2, default=3),  # each rung costs 1/reduction of the next
+        # a rung below the trained ones that screens every configuration (random filters, a ridge
+        # read-out: search/screen.py) on the trials' training images: the best 1 in `reduction` of
+        # the screened go on to be trained (a screening cascade)
+        "screen": Flag(default=False),
     }
 )
 

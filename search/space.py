@@ -406,11 +406,18 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
             "early, and epochs at different rungs do not compare; use one (search.pruning.rule: none)",
         )
     training = p.record(raw.get("training"), S.TRAINING, "training", True, None)
-    if search["fidelity"]["rungs"] and not isinstance(training.fields["epochs"], Fixed):
+    mode = training.fields["mode"]
+    if search["fidelity"]["screen"] and isinstance(mode, Fixed) and mode.value == "screen":
+        p.fail(
+            "search.fidelity.screen",
+            "a screening rung is for trials that train; these screen already (training.mode: screen)",
+        )
+    fidelity = search["fidelity"]
+    if (fidelity["rungs"] or fidelity["screen"]) and not isinstance(training.fields["epochs"], Fixed):
         p.fail(
             "training.epochs",
-            "multi-fidelity rungs (search.fidelity.rungs) choose the epochs of each rung from the "
-            "trials' own; give training.epochs one value",
+            "multi-fidelity rungs (search.fidelity) choose the epochs of each rung from the trials' "
+            "own; give training.epochs one value",
         )
 
     arch = raw["architecture"]

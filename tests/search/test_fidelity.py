@@ -33,12 +33,13 @@ class RungExecutor(Executor):
 
     def __init__(self, clock, score, capacity=1):
         super().__init__(clock, None, 10.0, capacity)
-        self.score, self.asked = score, []
+        self.score, self.asked, self.modes = score, [], []
 
     def wait(self, handle, timeout):
         job = self.jobs.pop(0)
         trial, epochs = int(job.key), job.config["training"]["epochs"]
         self.asked.append((trial, epochs, job.images))
+        self.modes.append(job.config["training"].get("mode", "train"))
         self.clock.now += epochs * (job.images or IMAGES) / 100
         acc = self.score(trial, epochs, job.images)
         for epoch in range(1, epochs + 1):
@@ -51,8 +52,8 @@ class RungExecutor(Executor):
 from search.executor import Event  # noqa: E402
 
 
-def rung_loop(score, record=None, capacity=1, **search):
-    s = space(**search)
+def rung_loop(score, record=None, capacity=1, fidelity=FIDELITY, **search):
+    s = space(fidelity=fidelity, **search)
     clock = Clock()
     executor = RungExecutor(clock, score, capacity)
     record = record or Record()
@@ -218,11 +219,52 @@ def test_a_campaign_resumed_in_the_middle_of_a_bracket_repeats_nothing():
     assert why == "4 trials ended" and sorted(state.ended) == [0, 1, 2, 3]
 
 
+def test_a_screening_cascade_screens_every_configuration_and_trains_the_best():
+    cascade = {"rungs": 0, "reduction": 3, "screen": True}
+    assert rungs_of({**cascade, "rungs": 1}, 8000, 3) == [
+        Rung(0, 8000, 1, "screen"), Rung(1, 8000, 1), Rung(2, 8000, 3)
+    ]  # fmt: skip
+    the_loop, record, executor = rung_loop(by_trial, trials=6, fidelity=cascade)
+    the_loop.run()
+    # screened first, on all the trials' images; the best 1 in 3 trained, at the trials' fidelity
+    assert [(t, m) for (t, _, _), m in zip(executor.asked, executor.modes, strict=True)] == [
+        (0, "screen"), (1, "screen"), (2, "screen"), (1, "train"), (3, "screen"), (4, "screen"),
+        (5, "screen"), (5, "train")
+    ]  # fmt: skip
+    assert executor.asked[3] == (1, 3, None)
+    # screening's time is not training's: each has its own cost model
+    assert len(the_loop.screen_cost.seen) == 6 and len(the_loop.cost.seen) == 2
+    assert record.runs[1].metrics["rung"] == 1 and "rung0_val_acc" in record.runs[1].metrics
+
+
+def test_a_promotion_whose_worker_dies_runs_again_in_the_same_run():
+    the_loop, record, executor = rung_loop(by_trial, trials=3)
+    wait = executor.wait
+    lost = []
+
+    def wait_losing_once(handle, timeout):
+        job = executor.jobs[0]
+        if job.images is None and not lost:  # the first promotion: its worker dies
+            lost.append(job.key)
+            handle(Event("lost", job.key, reason="worker killed"))
+            return  # the executor keeps the job, and runs it again
+        wait(handle, timeout)
+
+    executor.wait = wait_losing_once
+    state, _ = the_loop.run()
+    assert lost == ["1"] and executor.asked[-1] == (1, 1, None)
+    assert [(r.trial, r.attempt) for r in record.runs] == [(0, 1), (1, 1), (2, 1)]  # no new run
+    assert record.runs[1].outcome == Outcome.OK and record.runs[1].metrics["rung"] == 1
+    assert state.ended[1] == Outcome.OK
+
+
 def test_multi_fidelity_refuses_a_searched_epoch_count_and_a_pruning_rule():
     with pytest.raises(SpaceError, match="training.epochs: multi-fidelity rungs"):
         parse_space({**RAW, "training": {"epochs": {"choice": [2, 3]}}, "search": {"fidelity": FIDELITY}})
     with pytest.raises(SpaceError, match="search.fidelity.rungs: .* asha both stop trials early"):
         parse_space({**RAW, "search": {"fidelity": FIDELITY, "pruning": {"rule": "asha"}}})
+    with pytest.raises(SpaceError, match="search.fidelity.screen: .* these screen already"):
+        parse_space({**RAW, "training": {"mode": "screen"}, "search": {"fidelity": {"screen": True}}})
 
 
 def test_a_rung_trains_on_the_first_images_of_one_fixed_order(tmp_path):
@@ -265,3 +307,20 @@ def test_a_multi_fidelity_campaign_on_digits_keeps_one_run_per_trial(tiny, runs,
     assert main(["leaderboard", "tiny", "--runs", str(runs)]) == 0
     board = capsys.readouterr().out
     assert " rung " in board.splitlines()[0]
+
+
+def test_a_screening_cascade_on_digits(tiny, runs, capsys):
+    args = ["run", str(tiny), "--runs", str(runs), "--trials", "6", "--algo", "random"]
+    args += ["--set", "search.fidelity={screen: true}"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert out.count("@ rung 0 (screened on 1,294 images)") == 6
+    assert out.count("@ rung 1 (1,294 images x 2 epochs)") == 2
+    client = client_for(runs)
+    exp, _ = campaign_of(client, "tiny")
+    children = trial_runs(client, exp.experiment_id)
+    trained = [c for c in children if c.data.metrics["rung"] == 1]
+    assert len(children) == 6 and len(trained) == 2
+    for c in trained:  # screened, then trained for 2 epochs: its epochs go on from the screening's
+        assert [m.step for m in client.get_metric_history(c.info.run_id, "val_acc")] == [1, 2, 3]
+        assert c.data.metrics["epochs_done"] == 2 and c.data.tags["archsearch.outcome"] == "ok"
