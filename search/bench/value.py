@@ -235,6 +235,7 @@ def campaign(
     """``archsearch run`` as a user types it, in a process of its own and a fresh runs folder;
     its final run's test accuracy, what it found, and where its time went."""
     from ..campaign import open_store
+    from ..results import best
 
     name = f"value-{seed}"
     with tempfile.TemporaryDirectory(prefix="archsearch-value-") as tmp:
@@ -257,7 +258,10 @@ def campaign(
         raise UserError(f"bench value: campaign {name} logged no final run (is search.final.top set?)")
     final = finals[0]
     ended = [r for r in trials if r.outcome.ended]
-    search_seconds = sum(r.end_time - r.start_time for r in ended if r.start_time and r.end_time)
+    # from the first trial's start to the last one's end (a multi-fidelity trial's run spans its rungs)
+    timed = [r for r in ended if r.start_time and r.end_time]
+    search_seconds = max(r.end_time for r in timed) - min(r.start_time for r in timed) if timed else 0.0
+    top = best(trials)
     return {
         "test_acc": final.metrics["test_acc"],
         "architecture": final.name.removeprefix("final "),
@@ -265,9 +269,7 @@ def campaign(
         "final_seconds": final.metrics.get("train_seconds"),
         "trials": len(ended),
         "outcomes": {str(o): sum(1 for r in ended if r.outcome == o) for o in {r.outcome for r in ended}},
-        "best_val_acc": max(
-            (r.metrics.get("val_acc", 0.0) for r in ended if r.outcome == "ok"), default=None
-        ),
+        "best_val_acc": top.metrics.get("val_acc") if top is not None else None,
         "search_seconds": search_seconds,
         "wall_seconds": wall,
         "summary": done.stdout.strip().splitlines()[-6:],
