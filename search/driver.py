@@ -170,11 +170,12 @@ def rebuild(
         rung = int(m.get("rung", 0)) if ladder.on else 0
         if ladder.on and "rung" in m and r.outcome in (Outcome.RUNNING, Outcome.KILLED):
             r = interrupted(campaign, r, ladder.rungs, rung)
+            m = r.metrics  # the rung it ended, not the interrupted one's partial epochs
         if r.outcome.ended:
             acc, macs = m.get("val_acc"), m.get("macs")
             state.end(r.trial, r.outcome, r.config_hash, r.loss, acc, r.name, macs, rung)
             state.records[r.trial] = r
-            tell(models, ladder, r.trial, r.vals, r.outcome, r.loss, rung, m)
+            tell(models, ladder, r.trial, r.vals, r.outcome, r.loss, rung, below=m)
             if pruner.active and r.outcome.learned:
                 pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
             if r.outcome.learned:
@@ -211,28 +212,16 @@ def tell(
     outcome: Outcome,
     loss: float | None,
     rung: int,
-    metrics: dict[str, float],
-) -> None:
-    """What a trial read back gave at each rung it ended (``metrics``: its ``rung<k>_loss``)."""
-    for k in range(rung):
-        models[k].tell(trial, vals, metrics.get(f"rung{k}_loss"))
-        ladder.record(trial, k, metrics.get(f"rung{k}_loss"), promotable=True)
-        ladder.started(trial, k + 1)
-    tell_rung(models, ladder, trial, vals, outcome, loss, rung)
-
-
-def tell_rung(
-    models: list[Search],
-    ladder: Ladder,
-    trial: int,
-    vals: dict,
-    outcome: Outcome,
-    loss: float | None,
-    rung: int,
+    below: dict[str, float] | None = None,
 ) -> None:
     """A trial's result at one rung, to that rung's model and results (only ok ones may be
-    promoted). An invalid or failed configuration is a failure at every rung: no model proposes
-    it again."""
+    promoted), and, for a trial read back, what it gave at the rungs below (``below``: its
+    metrics, with ``rung<k>_loss``). An invalid or failed configuration is a failure at every
+    rung: no model proposes it again."""
+    for k in range(rung) if below is not None else ():
+        models[k].tell(trial, vals, below.get(f"rung{k}_loss"))
+        ladder.record(trial, k, below.get(f"rung{k}_loss"), promotable=True)
+        ladder.started(trial, k + 1)
     learned = loss if outcome.learned else None
     for model in models if learned is None and rung == 0 else models[rung : rung + 1]:
         model.tell(trial, vals, learned)
@@ -665,7 +654,7 @@ class Loop:
             traceback=result.traceback,
         )
         index = rung.index if rung is not None else 0
-        tell_rung(self.models, self.ladder, flight.trial, flight.vals, result.outcome, result.loss, index)
+        tell(self.models, self.ladder, flight.trial, flight.vals, result.outcome, result.loss, index)
         state.records[flight.trial] = Ran(flight.run.run_id, flight.trial, flight.run.name, flight.attempt,
                                           flight.vals, flight.source)  # fmt: skip
         is_best = state.record(flight.trial, config_hash(flight.config), result, flight.run.name, index)

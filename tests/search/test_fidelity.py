@@ -200,7 +200,8 @@ def test_a_campaign_resumed_in_the_middle_of_a_bracket_repeats_nothing():
         return dataclasses.replace(r, metrics=metrics)
 
     interrupted = at_rung0(2, Outcome.RUNNING, 0.1)  # its promotion to rung 1 was running: driver killed
-    interrupted = dataclasses.replace(interrupted, loss=0.5)  # the partial rung's epochs overwrote it
+    partial = {**interrupted.metrics, "val_acc": 0.5}  # the partial rung's epochs overwrote it
+    interrupted = dataclasses.replace(interrupted, loss=0.5, metrics=partial)
     before = [
         at_rung0(0, Outcome.OK, 0.3),
         at_rung0(1, Outcome.OK, 0.2),
@@ -211,6 +212,7 @@ def test_a_campaign_resumed_in_the_middle_of_a_bracket_repeats_nothing():
     # the interrupted one is ok again at rung 0, with its rung-0 metrics, past the partial epochs
     assert record.restored == [(2, {"loss": 0.1, "val_acc": 0.9}, offset(the_loop.ladder.rungs, 2))]
     assert record.killed == [] and the_loop.state.ended[2] == Outcome.OK
+    assert the_loop.state.best == {**the_loop.state.best, "trial": 2, "loss": 0.1, "val_acc": 0.9}
     state, why = the_loop.run()
     # the killed trial first (a new attempt), then the promotion due (trial 2, in its own run)
     assert executor.asked == [(3, 1, 300), (2, 1, None)]
