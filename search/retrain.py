@@ -32,7 +32,7 @@ from .space import Space
 from .suggest import trial_seed
 from .text import plural
 from .tracking import TAG, Campaign, TrialRecord
-from .train import amp_of, train, validate
+from .train import amp_of, step_seconds, steps_per_epoch, train, validate
 from .trial import Outcome, cpu_state, device_name, resolve_device, seeded
 
 
@@ -169,7 +169,8 @@ def final_stage(
     :func:`final_data`) and tested once. A trial whose final run ended OK is not trained again
     (a resumed campaign); one killed, or left RUNNING by a driver that died, is, for the epochs
     it was given. Epochs: ``final.epochs``, else as many as fit in ``seconds_left`` (shared by
-    the trials still to train, at the speed each trial trained), else twice the trial's."""
+    the trials still to train, at a speed measured on ``data`` just before), else twice the
+    trial's."""
     settings = space.search["final"]
     ok = ranked(campaign.trials())[: settings["top"]]
     finals = campaign.trials("final")
@@ -186,10 +187,13 @@ def final_stage(
     t0 = time.monotonic()
     for i, record in enumerate(todo):
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
-        left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
-        config["training"]["epochs"] = begun.get(record.trial) or final_epochs(
-            settings, record, config, len(data.x_train), left, len(todo) - i
-        )
+        epochs = begun.get(record.trial)
+        if epochs is None:
+            fill = settings["epochs"] is None and seconds_left is not None
+            step = measured_step(config, data, dev) if fill else None  # its seconds count too
+            left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
+            epochs = final_epochs(settings, config, data, left, len(todo) - i, step)
+        config["training"]["epochs"] = epochs
         final = train_final(campaign, record, config, data, dev, space.search["seed"], say, should_stop)
         if final is not None:
             out.append(final)
@@ -197,22 +201,27 @@ def final_stage(
 
 
 def final_epochs(
-    settings: dict, record: TrialRecord, config: dict, images: int, seconds: float | None, trials: int
+    settings: dict, config: dict, data: Data, seconds: float | None, trials: int, step: float | None
 ) -> int:
-    """Epochs of one final training: ``final.epochs``; else those that fit in its share of
-    ``seconds`` (split evenly over the ``trials`` still to train) at the speed its trial trained,
-    scaled to ``images``; at least one; else (no time budget) twice the trial's."""
+    """Epochs of one final training on ``data``: ``final.epochs``; else those that fit in its
+    share of ``seconds`` (split evenly over the ``trials`` still to train, less its test) at
+    ``step`` seconds per training step (:func:`measured_step`); at least one; else (no time
+    budget) twice the trial's."""
     if settings["epochs"] is not None:
         return int(settings["epochs"])
-    trial_epochs = config["training"]["epochs"]
-    m = record.metrics
-    done, spent = m.get("epochs_done", 0.0), m.get("train_seconds", 0.0)
-    trial_images = (m.get("images_per_second", 0.0) * spent / done) if done else 0.0
-    if seconds is None or not (done and spent and trial_images):
-        return 2 * trial_epochs
-    # its last epoch's training steps (a final training validates nothing), else its average epoch
-    per_epoch = m.get("fit_seconds") or spent / done
-    return max(1, int(seconds / trials / (per_epoch * images / trial_images)))
+    if seconds is None or not step:
+        return 2 * config["training"]["epochs"]
+    bs = config["training"]["batch_size"]
+    test = step * len(data.x_test if data.x_test is not None else ()) / bs / 3  # forward passes only
+    return max(1, int((seconds / trials - test) / (step * steps_per_epoch(len(data.x_train), bs))))
+
+
+def measured_step(config: dict, data: Data, dev: torch.device) -> float:
+    """Seconds of one training step of a configuration on the final's images, measured on a
+    model thrown away after (a trial's speed on fewer images, or in a worker beside others,
+    can be far from it)."""
+    model = build_model(config["architecture"], data.input_shape, data.n_classes)
+    return step_seconds(model.to(dev, memory_format=torch.channels_last), config["training"], data)
 
 
 def _logged(record: TrialRecord) -> Final:

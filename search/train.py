@@ -139,6 +139,70 @@ def validate(
 # ---------------------------------------------------------------- training
 
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch: a last batch of one image joins the one before (it would
+    upset batch norm)."""
+    return max(1, images // batch_size if images % batch_size < 2 else images // batch_size + 1)
+
+
+def fit_step(
+    model: nn.Module,
+    recipe: dict,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    amp: torch.dtype | None,
+) -> torch.Tensor:
+    """One training step of a recipe on one batch (N, C, H, W), (N,): augment, forward,
+    backward, update; the batch's mean loss (on the device: reading it would wait for it)."""
+    aug = recipe["augmentation"]
+    if aug["hflip"] or aug["translate"] or aug["cutout"]:
+        x = augment(x, aug)
+    with torch.autocast(x.device.type, dtype=amp, enabled=amp is not None):
+        loss = F.cross_entropy(model(x), y, label_smoothing=recipe["label_smoothing"])
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss
+
+
+def step_seconds(
+    model: nn.Module, recipe: dict, data: Data, *, warmup: int = 5, steps: int = 20, seconds: float = 2.0
+) -> float:
+    """Seconds of one training step of ``recipe`` on ``data`` (on its device), measured: the mean
+    of at least ``steps`` steps and ``seconds`` seconds (at most one epoch's), after ``warmup``
+    steps. It trains ``model``: give it one to throw away. Global RNG state is consumed."""
+    device = data.x_train.device
+    amp, scaled = amp_of(device)
+    n, bs = len(data.x_train), recipe["batch_size"]
+    opt = make_optimizer(recipe, model.parameters())
+    scaler = torch.amp.GradScaler(device.type, enabled=scaled)
+    model.train()
+    most = max(steps, steps_per_epoch(n, bs))
+    timed, start = 0, 0.0
+    for i in range(warmup + most):
+        if i == warmup:
+            _wait(device)
+            start = time.perf_counter()
+        idx = torch.randint(0, n, (min(bs, n),), device=device)
+        fit_step(model, recipe, opt, scaler, data.x_train[idx], data.y_train[idx], amp)
+        timed = i + 1 - warmup
+        if timed >= steps and timed % 5 == 0:
+            _wait(device)
+            if time.perf_counter() - start >= seconds:
+                break
+    _wait(device)
+    return (time.perf_counter() - start) / max(1, timed)
+
+
+def _wait(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU runs ahead of the host)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train(
     model: nn.Module,
     recipe: dict,
@@ -158,14 +222,11 @@ def train(
     device = data.x_train.device
     amp, scaled = amp_of(device)
     n, bs, epochs = len(data.x_train), recipe["batch_size"], recipe["epochs"]
-    steps = max(1, n // bs if n % bs < 2 else n // bs + 1)  # a last batch of 1 would upset batch norm
+    steps = steps_per_epoch(n, bs)
     opt = make_optimizer(recipe, model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(recipe["schedule"], epochs, steps))
     scaler = torch.amp.GradScaler(device.type, enabled=scaled)
-    aug = recipe["augmentation"]
-    augmenting = aug["hflip"] or aug["translate"] or aug["cutout"]
     check_every = 1 if device.type == "cpu" else CHECK_EVERY_CUDA
-    smoothing = recipe["label_smoothing"]
     history = []
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
@@ -178,16 +239,7 @@ def train(
             if check_time is not None:
                 check_time()
             idx = perm[step * bs : (step + 1) * bs if step < steps - 1 else n]
-            x, y = data.x_train[idx], data.y_train[idx]  # (B, C, H, W), (B,)
-            if augmenting:
-                x = augment(x, aug)
-            # forward, backward, update
-            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-                loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss = fit_step(model, recipe, opt, scaler, data.x_train[idx], data.y_train[idx], amp)
             sched.step()
             loss_sum += loss.detach() * len(idx)
             checking = (step + 1) % check_every == 0 or step == steps - 1

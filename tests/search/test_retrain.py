@@ -103,24 +103,50 @@ def test_a_resumed_final_stage_keeps_what_ended_and_trains_what_did_not(tiny, ru
     assert said.count("test_acc") == 2 + 2  # the two finals: as kept or trained, then in the summary
 
 
-def test_final_epochs_are_fixed_fill_the_time_left_or_double_the_trials():
+def test_final_epochs_are_fixed_fill_the_time_left_at_the_measured_speed_or_double_the_trials():
     from types import SimpleNamespace
 
     from search.retrain import final_epochs
 
-    # the trial: 2 epochs of 1,000 images in 10 s
-    record = SimpleNamespace(metrics={"epochs_done": 2.0, "train_seconds": 10.0, "images_per_second": 200.0})
-    config = {"training": {"epochs": 2}}
+    # 4,000 training images in batches of 100 (40 steps an epoch), 3,000 test images (10 steps)
+    data = SimpleNamespace(x_train=[0] * 4000, x_test=[0] * 3000)
+    config = {"training": {"epochs": 2, "batch_size": 100}}
     fixed = {"top": 1, "epochs": 7, "share": 0.5}
-    assert final_epochs(fixed, record, config, 4000, 100.0, 1) == 7
+    assert final_epochs(fixed, config, data, 100.0, 1, 0.1) == 7
     fill = {**fixed, "epochs": None}
-    assert final_epochs(fill, record, config, 4000, 100.0, 1) == 5  # 20 s per epoch of 4,000 images
-    assert final_epochs(fill, record, config, 4000, 100.0, 2) == 2  # shared by two trials
-    assert final_epochs(fill, record, config, 4000, 5.0, 1) == 1  # at least one
-    assert final_epochs(fill, record, config, 4000, None, 1) == 4  # no time budget: twice the trial's
-    # the time of its last epoch's training steps, when known: validation does not count
-    record.metrics["fit_seconds"] = 2.5
-    assert final_epochs(fill, record, config, 4000, 100.0, 1) == 10
+    assert final_epochs(fill, config, data, 100.0, 1, 0.1) == 24  # (100 - 1 s of test) / 4 s an epoch
+    assert final_epochs(fill, config, data, 100.0, 2, 0.1) == 12  # shared by two trials
+    assert final_epochs(fill, config, data, 3.0, 1, 0.1) == 1  # at least one
+    assert final_epochs(fill, config, data, None, 1, None) == 4  # no time budget: twice the trial's
+
+
+def test_a_final_stage_with_a_time_budget_plans_its_epochs_at_the_speed_measured_on_its_images(
+    tiny, runs, monkeypatch
+):
+    import search.retrain
+    from search.data import load_data
+
+    measured, planned = [], []
+    real_step, real_epochs = search.retrain.measured_step, search.retrain.final_epochs
+
+    def measured_step(config, data, dev):
+        measured.append(len(data.x_train))
+        return real_step(config, data, dev)
+
+    def final_epochs(*args):
+        planned.append(real_epochs(*args))
+        return planned[-1]
+
+    monkeypatch.setattr(search.retrain, "measured_step", measured_step)
+    monkeypatch.setattr(search.retrain, "final_epochs", final_epochs)
+    sets = ["--set", "search.final={top: 1, share: 0.5}", "--set", "data.subset=600"]
+    budget = ["--trials", "2", "--time-budget", "8", "-q"]
+    assert main(["run", str(tiny), "--runs", str(runs), *budget, *sets]) == 0
+    (final,) = open_store(runs, None).require("tiny").trials("final")
+    whole = load_data("digits", cache_dir=runs / "data")
+    assert measured == [len(whole.x_train) + len(whole.x_val)]  # the final's images, not a trial's 600
+    assert planned[0] > 1 and final.params["training.epochs"] == str(planned[0])
+    assert final.metrics["epochs_done"] == planned[0]
 
 
 def test_a_campaign_stopped_in_its_final_stage_resumes_there_and_searches_no_more(

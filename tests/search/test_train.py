@@ -1,9 +1,12 @@
-"""The training evaluator's parts: learning-rate schedules, optimizers, augmentation."""
+"""The training evaluator's parts: learning-rate schedules, optimizers, augmentation, the timed step."""
+
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 
-from search.train import augment, lr_factor, make_optimizer
+from search.train import augment, lr_factor, make_optimizer, step_seconds
 
 
 def test_schedules_start_peak_and_end_where_documented():
@@ -51,3 +54,34 @@ def test_augmentation_keeps_shapes_and_does_what_it_says():
     cut = augment(x, {**none, "cutout": 2})
     holes = (cut == 0).sum(dim=(1, 2, 3))
     assert ((holes >= 1) & (holes <= 4)).all()
+
+
+def test_a_step_is_timed_over_at_least_its_steps_and_seconds_and_at_most_an_epoch():
+    calls = []
+
+    class Counted(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, x):
+            calls.append(len(x))
+            return self.linear(x.flatten(1))
+
+    data = SimpleNamespace(x_train=torch.randn(1000, 1, 2, 2), y_train=torch.randint(0, 3, (1000,)))
+    recipe = {
+        "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
+        "lr": 1e-3,
+        "weight_decay": 0.0,
+        "batch_size": 100,
+        "label_smoothing": 0.0,
+        "augmentation": {"hflip": False, "translate": 0, "cutout": 0},
+    }
+    model = Counted()
+    before = model.linear.weight.detach().clone()
+    assert step_seconds(model, recipe, data, warmup=2, steps=3, seconds=0.0) > 0
+    assert calls == [100] * (2 + 5)  # the steps checked in fives: 5 >= 3 timed
+    assert not torch.equal(model.linear.weight, before)  # it trained the model given: thrown away after
+    calls.clear()
+    step_seconds(Counted(), recipe, data, warmup=2, steps=3, seconds=1e9)
+    assert len(calls) == 2 + 10  # an epoch of 10 steps at most, whatever the seconds
