@@ -115,18 +115,31 @@ def train_final(
     seed: int,
     say: Any,
     should_stop: Callable[[], bool] | None = None,
+    replan: Callable[[float], int] | None = None,
 ) -> Final | None:
     """Train one trial's configuration on ``data`` (training + validation images), test it once,
-    log it as a ``final`` run; None when it failed (recorded, the others go on)."""
+    log it as a ``final`` run; None when it failed (recorded, the others go on). ``replan``: the
+    epochs planned again from the first epoch's seconds (:func:`search.train.train`); the run's
+    ``training.epochs`` is logged then."""
     tags = {TAG + "source_run": record.run_id}
     own = trial_seed(seed, record.trial)  # the trial's: its initial weights and batch order
-    run = campaign.start_trial(record.trial, 1, config, record.vals, own, device_name(dev), "final", tags)
+    later = ("training.epochs",) if replan is not None else ()
+    run = campaign.start_trial(
+        record.trial, 1, config, record.vals, own, device_name(dev), "final", tags, later=later
+    )
+    recipe = config["training"]
+
+    def planned(first: float) -> int:
+        recipe["epochs"] = replan(first)
+        run.log_param("training.epochs", recipe["epochs"])
+        return recipe["epochs"]
+
     t0 = time.perf_counter()
     try:
         with seeded(own, dev):
             model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
             model = model.to(dev, memory_format=torch.channels_last)
-            train(model, config["training"], data, run.log_epoch, should_stop)
+            train(model, recipe, data, run.log_epoch, should_stop, replan=planned if replan else None)
         test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
     except KeyboardInterrupt:
         run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
@@ -187,14 +200,19 @@ def final_stage(
     t0 = time.monotonic()
     for i, record in enumerate(todo):
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
-        epochs = begun.get(record.trial)
+        epochs, replan = begun.get(record.trial), None
         if epochs is None:
             fill = settings["epochs"] is None and seconds_left is not None
             step = measured_step(config, data, dev) if fill else None  # its seconds count too
             left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
             epochs = final_epochs(settings, config, data, left, len(todo) - i, step)
+            if fill:  # its share of the time, planned again from its first epoch
+                test = testing_seconds(step, data, config["training"]["batch_size"])
+                replan = filling(time.monotonic() + left / (len(todo) - i), test)
         config["training"]["epochs"] = epochs
-        final = train_final(campaign, record, config, data, dev, space.search["seed"], say, should_stop)
+        final = train_final(
+            campaign, record, config, data, dev, space.search["seed"], say, should_stop, replan
+        )
         if final is not None:
             out.append(final)
     return sorted(out, key=lambda f: [r.trial for r in ok].index(f.trial))
@@ -212,8 +230,19 @@ def final_epochs(
     if seconds is None or not step:
         return 2 * config["training"]["epochs"]
     bs = config["training"]["batch_size"]
-    test = step * len(data.x_test if data.x_test is not None else ()) / bs / 3  # forward passes only
+    test = testing_seconds(step, data, bs)
     return max(1, int((seconds / trials - test) / (step * steps_per_epoch(len(data.x_train), bs))))
+
+
+def filling(end: float, test: float) -> Callable[[float], int]:
+    """The epochs in all, once the first took ``first`` seconds, that end by ``end`` (on
+    ``time.monotonic``'s clock) with ``test`` seconds left for the test."""
+    return lambda first: 1 + int(max(0.0, end - time.monotonic() - test) / first)
+
+
+def testing_seconds(step: float, data: Data, batch_size: int) -> float:
+    """The test set's evaluation, predicted from a training step's seconds (forward passes only)."""
+    return step * len(data.x_test if data.x_test is not None else ()) / batch_size / 3
 
 
 def measured_step(config: dict, data: Data, dev: torch.device) -> float:

@@ -489,9 +489,11 @@ class Campaign:
         extra_tags: dict[str, str] | None = None,
         *,
         source: str | None = None,
+        later: tuple[str, ...] = (),
     ) -> TrialRun:
         """A RUNNING child run with the flattened config as params (``kind`` final: a retrained
-        trial); ``source``: where a given configuration came from (``--warm-start``, ``--points``)."""
+        trial); ``source``: where a given configuration came from (``--warm-start``, ``--points``);
+        ``later``: params not known yet, logged once they are (:meth:`TrialRun.log_param`)."""
         arch = config["architecture"]
         tags = {
             "mlflow.parentRunId": self.run_id,
@@ -512,7 +514,8 @@ class Campaign:
         name = name if kind == "trial" else f"{kind} {name}"
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
-        for chunk in _chunks(_params(flatten(config))):
+        known = {k: v for k, v in flatten(config).items() if k not in later}
+        for chunk in _chunks(_params(known)):
             self.client.log_batch(run_id, params=chunk)
         return TrialRun(self.client, run, trial, name, config)
 
@@ -561,6 +564,10 @@ class TrialRun:
         self.client.log_batch(
             self.run_id, tags=[RunTag(TAG + "worker", where), RunTag(TAG + "device", device)]
         )
+
+    def log_param(self, key: str, value: Any) -> None:
+        """A param held back when the run started (``later``), once known (a param is logged once)."""
+        self.client.log_batch(self.run_id, params=_params({key: value}))
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         ts = _now_ms()

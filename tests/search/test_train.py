@@ -1,12 +1,13 @@
 """The training evaluator's parts: learning-rate schedules, optimizers, augmentation, the timed step."""
 
+import math
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
-from search.train import augment, lr_factor, make_optimizer, step_seconds
+from search.train import augment, lr_factor, make_optimizer, step_seconds, train
 
 
 def test_schedules_start_peak_and_end_where_documented():
@@ -85,3 +86,37 @@ def test_a_step_is_timed_over_at_least_its_steps_and_seconds_and_at_most_an_epoc
     calls.clear()
     step_seconds(Counted(), recipe, data, warmup=2, steps=3, seconds=1e9)
     assert len(calls) == 2 + 10  # an epoch of 10 steps at most, whatever the seconds
+
+
+def test_training_planned_again_after_its_first_epoch_trains_the_new_epochs_on_a_rescaled_schedule():
+    data = SimpleNamespace(
+        x_train=torch.randn(200, 1, 2, 2),
+        y_train=torch.randint(0, 3, (200,)),
+        x_val=torch.randn(20, 1, 2, 2),
+        y_val=torch.randint(0, 3, (20,)),
+    )
+    recipe = {
+        "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
+        "lr": 1e-2,
+        "weight_decay": 0.0,
+        "batch_size": 50,
+        "label_smoothing": 0.0,
+        "augmentation": {"hflip": False, "translate": 0, "cutout": 0},
+        "schedule": {"kind": "cosine", "warmup_epochs": 0},
+        "epochs": 6,
+    }
+    for new in (2, 9):
+        firsts = []
+
+        def replan(first, new=new, firsts=firsts):
+            firsts.append(first)
+            return new
+
+        model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+        history = train(model, recipe, data, replan=replan)
+        assert len(history) == new and len(firsts) == 1 and firsts[0] == history[0]["fit_seconds"]
+        # the cosine runs over the new total: near its peak after epoch 1 of 9, at 0 after the last
+        assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+        assert history[0]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi / 6)))  # as planned
+        if new == 9:
+            assert history[1]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / 9)))
