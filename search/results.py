@@ -239,7 +239,7 @@ def varying(df: pd.DataFrame) -> pd.DataFrame:
         cols += ["outcome", "reason"]
     view = df[cols].copy()
     for col, digits in (("train_seconds", 2), ("images_per_second", 0)):
-        view[col] = view[col].round(digits)
+        view[col] = pd.to_numeric(view[col]).round(digits)  # a column of None (never measured): NaN
     for col in view.columns:
         values = view[col].dropna()
         if pd.api.types.is_float_dtype(view[col]) and len(values) and (values == values.round()).all():

@@ -84,6 +84,9 @@ def test_the_leaderboard_table_keeps_the_layers_only_some_rows_have():
     assert "l2.filters.count" in view.columns and "depth" in view.columns
     assert "l1.filters.count" not in view.columns  # the same in every row
     assert list(view["l2.filters.count"]) == ["-", 16, 16]
+    # a metric no trial measured (an evaluator without a speed): "-", not an error
+    view = varying(pd.DataFrame([{**common, **r, "images_per_second": None} for r in rows]))
+    assert list(view["images_per_second"]) == ["-", "-", "-"]
 
 
 def test_which_settings_vary_with_and_without_counting_a_missing_value():

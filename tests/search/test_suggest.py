@@ -130,10 +130,40 @@ def test_hyperopt_trials_internals_the_adapter_relies_on():
     assert [d["result"]["status"] for d in search.trials.trials] == [STATUS_OK, STATUS_FAIL]
     assert search.trials.losses() == [0.25, None]
     assert search.trials.trials[0]["misc"]["vals"] == vals
-    # removing a document from _dynamic_trials, then refreshing, takes it out of that view
-    search.trials._dynamic_trials = [d for d in search.trials._dynamic_trials if d["tid"] != 1]
+    # the view a tell appends to, in constant time, is the one refresh() rebuilds from _dynamic_trials
+    view = list(search.trials.trials)
     search.trials.refresh()
-    assert [d["tid"] for d in search.trials.trials] == [0]
+    assert search.trials.trials == view and search.trials._ids == {0, 1}
+
+
+def test_a_constant_time_tell_suggests_exactly_what_a_refreshed_history_does():
+    """``tell`` appends to hyperopt's view instead of rebuilding it over the whole history (and
+    the constant liar takes its lies off the end): the same seed and history give the same
+    suggestions as refreshing after every change, with workers in flight too."""
+
+    class Refreshed(Search):  # the whole-history refresh, after every insert and every lie
+        def _insert(self, trial, vals, loss):
+            super()._insert(trial, vals, loss)
+            self.trials.refresh()
+
+        def ask(self, trial, avoid=frozenset(), pending=None):
+            try:
+                return super().ask(trial, avoid, pending)
+            finally:
+                self.trials.refresh()
+
+    fast, slow = Search(compiled(), SETTINGS), Refreshed(compiled(), SETTINGS)
+    asked = []
+    for trial in range(40):
+        pending = {trial - k: asked[trial - k][0] for k in (1, 2) if trial - k >= 0 and trial % 3}
+        got = fast.ask(trial, pending=pending), slow.ask(trial, pending=pending)
+        assert got[0] == got[1]
+        asked.append(got[0])
+        if trial % 3 == 0:  # every third result is told: the others stay in flight as lies
+            for search in (fast, slow):
+                search.tell(trial, got[0][0], lr_loss(got[0][1]) if trial % 2 else None)
+    assert fast.trials.trials == slow.trials.trials
+    assert [d["tid"] for d in fast.trials._dynamic_trials] == [d["tid"] for d in slow.trials.trials]
 
 
 def test_tpe_draws_as_random_search_before_its_startup_trials_and_ranks_failures_worst():
