@@ -35,6 +35,8 @@ from .tracking import TAG, Campaign, TrialRecord
 from .train import amp_of, step_seconds, steps_per_epoch, train, validate
 from .trial import Outcome, cpu_state, device_name, resolve_device, seeded
 
+SPEED_EPOCHS = 5  # a final training's recent epochs that plan the rest
+
 
 @dataclass
 class Final:
@@ -119,27 +121,23 @@ def train_final(
 ) -> Final | None:
     """Train one trial's configuration on ``data`` (training + validation images), test it once,
     log it as a ``final`` run; None when it failed (recorded, the others go on). ``replan``: the
-    epochs planned again from the first epoch's seconds (:func:`search.train.train`); the run's
-    ``training.epochs`` is logged then."""
+    epochs planned again after each one from their seconds (:func:`search.train.train`); the
+    run's ``training.epochs`` is logged once it trained them."""
     tags = {TAG + "source_run": record.run_id}
     own = trial_seed(seed, record.trial)  # the trial's: its initial weights and batch order
     later = ("training.epochs",) if replan is not None else ()
     run = campaign.start_trial(
         record.trial, 1, config, record.vals, own, device_name(dev), "final", tags, later=later
     )
-    recipe = config["training"]
-
-    def planned(first: float) -> int:
-        recipe["epochs"] = replan(first)
-        run.log_param("training.epochs", recipe["epochs"])
-        return recipe["epochs"]
-
     t0 = time.perf_counter()
     try:
         with seeded(own, dev):
             model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
             model = model.to(dev, memory_format=torch.channels_last)
-            train(model, recipe, data, run.log_epoch, should_stop, replan=planned if replan else None)
+            history = train(model, config["training"], data, run.log_epoch, should_stop, replan=replan)
+        if replan is not None:
+            config["training"]["epochs"] = len(history)
+            run.log_param("training.epochs", len(history))
         test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
     except KeyboardInterrupt:
         run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
@@ -181,9 +179,10 @@ def final_stage(
     """``search.final``: once the search ends, its best ``top`` trials trained on ``data`` (from
     :func:`final_data`) and tested once. A trial whose final run ended OK is not trained again
     (a resumed campaign); one killed, or left RUNNING by a driver that died, is, for the epochs
-    it was given. Epochs: ``final.epochs``, else as many as fit in ``seconds_left`` (shared by
-    the trials still to train, at a speed measured on ``data`` just before), else twice the
-    trial's."""
+    it was given (a fixed number; one filling the time is planned again). Epochs:
+    ``final.epochs``, else as many as fit in ``seconds_left`` (shared by the trials still to
+    train; planned from training steps timed on ``data``, then again after each epoch), else
+    twice the trial's."""
     settings = space.search["final"]
     ok = ranked(campaign.trials())[: settings["top"]]
     finals = campaign.trials("final")
@@ -191,7 +190,8 @@ def final_stage(
         if r.outcome == Outcome.RUNNING:
             campaign.mark_killed(r, "the driver stopped while this final training ran")
     done = {r.trial: r for r in finals if r.outcome == Outcome.OK}
-    # a final training that did not end (a resume): its epochs again, not a new share of the time
+    # a final training that did not end (a resume): its fixed epochs again (one that filled the
+    # time logs them when it ends: it is planned again, in the time this run has)
     begun = {r.trial: int(r.params["training.epochs"]) for r in finals if "training.epochs" in r.params}
     todo = [r for r in ok if r.trial not in done]
     out = [_logged(done[r.trial]) for r in ok if r.trial in done]
@@ -206,7 +206,7 @@ def final_stage(
             step = measured_step(config, data, dev) if fill else None  # its seconds count too
             left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
             epochs = final_epochs(settings, config, data, left, len(todo) - i, step)
-            if fill:  # its share of the time, planned again from its first epoch
+            if fill:  # its share of the time, planned again after each epoch
                 test = testing_seconds(step, data, config["training"]["batch_size"])
                 replan = filling(time.monotonic() + left / (len(todo) - i), test)
         config["training"]["epochs"] = epochs
@@ -234,10 +234,16 @@ def final_epochs(
     return max(1, int((seconds / trials - test) / (step * steps_per_epoch(len(data.x_train), bs))))
 
 
-def filling(end: float, test: float) -> Callable[[float], int]:
-    """The epochs in all, once the first took ``first`` seconds, that end by ``end`` (on
-    ``time.monotonic``'s clock) with ``test`` seconds left for the test."""
-    return lambda first: 1 + int(max(0.0, end - time.monotonic() - test) / first)
+def filling(end: float, test: float) -> Callable[[list[float]], int]:
+    """The epochs in all, after epochs of these seconds, that end by ``end`` (on
+    ``time.monotonic``'s clock) with ``test`` seconds left for the test: at the speed of the last
+    ``SPEED_EPOCHS`` epochs but the first (its warm-up makes it slower), or of the first alone."""
+
+    def epochs(seconds: list[float]) -> int:
+        recent = seconds[1:][-SPEED_EPOCHS:] or seconds
+        return len(seconds) + int(max(0.0, end - time.monotonic() - test) / (sum(recent) / len(recent)))
+
+    return epochs
 
 
 def testing_seconds(step: float, data: Data, batch_size: int) -> float:

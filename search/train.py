@@ -210,13 +210,13 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     check_time: Callable[[], None] | None = None,
-    replan: Callable[[float], int] | None = None,
+    replan: Callable[[list[float]], int] | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` (on the data's device) for ``recipe["epochs"]``; returns the per-epoch history.
 
-    ``replan``: called with the first epoch's seconds of training, returns the epochs to train
-    in all (at least 1), which replace ``recipe["epochs"]``; the schedule is stretched or shrunk
-    to the new total from the next step on.
+    ``replan``: called after each epoch with the seconds of training of every epoch so far,
+    returns the epochs to train in all (the epochs done: stop now), which replace the plan; the
+    schedule is stretched or shrunk to the new total from the next step on.
 
     Randomness (batch order, augmentation, dropout) comes from the global torch RNG,
     which the caller seeds (:func:`seeded`); the batch order is drawn on the CPU, so a seed
@@ -258,9 +258,11 @@ def train(
             record["val_acc"], record["val_loss"] = validate(model, data.x_val, data.y_val, amp)
         record.update(lr=opt.param_groups[0]["lr"], epoch_seconds=time.perf_counter() - t0)
         history.append(record)
-        if epoch == 1 and replan is not None:
-            epochs = max(1, replan(record["fit_seconds"]))
-            sched.lr_lambdas[0] = lr_factor(recipe["schedule"], epochs, steps)
+        if replan is not None:
+            planned = max(epoch, replan([h["fit_seconds"] for h in history]))
+            if planned != epochs:
+                epochs = planned
+                sched.lr_lambdas[0] = lr_factor(recipe["schedule"], epochs, steps)
         if on_epoch is not None:
             on_epoch(epoch, record)
     return history

@@ -145,20 +145,22 @@ def test_a_final_stage_with_a_time_budget_plans_its_epochs_at_the_speed_measured
     (final,) = open_store(runs, None).require("tiny").trials("final")
     whole = load_data("digits", cache_dir=runs / "data")
     assert measured == [len(whole.x_train) + len(whole.x_val)]  # the final's images, not a trial's 600
-    assert len(planned) == 1 and planned[0] >= 1  # from the measured step, then again after epoch 1:
+    assert len(planned) == 1 and planned[0] >= 1  # from the measured step, then again after each epoch:
     epochs = int(final.metrics["epochs_done"])  # the epochs it trained are those logged
     assert epochs > 1 and final.params["training.epochs"] == str(epochs)
 
 
-def test_the_epochs_planned_again_after_the_first_fill_the_time_left_less_the_test():
+def test_the_epochs_planned_again_after_each_fill_the_time_left_at_the_recent_speed_less_the_test():
     import time
 
     from search.retrain import filling
 
     replan = filling(time.monotonic() + 100.0, 10.0)
-    assert replan(29.0) == 1 + 3  # the first epoch, then 3 more of 29 s in the 90 s left
-    assert replan(200.0) == 1  # none more fits
-    assert filling(time.monotonic() - 5.0, 0.0)(1.0) == 1  # past its end already
+    assert replan([29.0]) == 1 + 3  # after the first epoch: 3 more of 29 s in the 90 s left
+    assert replan([40.0, 22.0]) == 2 + 4  # its warm-up left out: the second epoch's speed
+    assert replan([40.0, 20.0, 20.0, 20.0, 20.0, 20.0, 80.0]) == 7 + 2  # the last 5 but the first: 32 s
+    assert replan([200.0]) == 1  # none more fits: stop now
+    assert filling(time.monotonic() - 5.0, 0.0)([1.0, 1.0]) == 2  # past its end already
 
 
 def test_a_campaign_stopped_in_its_final_stage_resumes_there_and_searches_no_more(

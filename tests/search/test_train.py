@@ -88,7 +88,7 @@ def test_a_step_is_timed_over_at_least_its_steps_and_seconds_and_at_most_an_epoc
     assert len(calls) == 2 + 10  # an epoch of 10 steps at most, whatever the seconds
 
 
-def test_training_planned_again_after_its_first_epoch_trains_the_new_epochs_on_a_rescaled_schedule():
+def test_training_planned_again_after_each_epoch_trains_the_new_epochs_on_a_rescaled_schedule():
     data = SimpleNamespace(
         x_train=torch.randn(200, 1, 2, 2),
         y_train=torch.randint(0, 3, (200,)),
@@ -105,18 +105,18 @@ def test_training_planned_again_after_its_first_epoch_trains_the_new_epochs_on_a
         "schedule": {"kind": "cosine", "warmup_epochs": 0},
         "epochs": 6,
     }
-    for new in (2, 9):
-        firsts = []
+    for plans in ([2, 2], [9] * 9, [9, 9, 1]):  # fewer, more, then stop at once (never below those done)
+        seen = []
 
-        def replan(first, new=new, firsts=firsts):
-            firsts.append(first)
-            return new
+        def replan(seconds, plans=plans, seen=seen):
+            seen.append(list(seconds))
+            return plans[len(seconds) - 1]
 
         model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
         history = train(model, recipe, data, replan=replan)
-        assert len(history) == new and len(firsts) == 1 and firsts[0] == history[0]["fit_seconds"]
-        # the cosine runs over the new total: near its peak after epoch 1 of 9, at 0 after the last
-        assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+        assert len(history) == (3 if plans[-1] == 1 else plans[-1])
+        assert seen[-1] == [h["fit_seconds"] for h in history]  # every epoch's seconds so far
         assert history[0]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi / 6)))  # as planned
-        if new == 9:
-            assert history[1]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / 9)))
+        if plans[-1] != 1:  # the cosine runs over the new total, to 0 at its last step
+            assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+            assert history[1]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / plans[0])))
