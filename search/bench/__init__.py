@@ -9,6 +9,8 @@ GPU's and CPUs' counters, a campaign timed through the real code path, JSON):
   (goal: wall / compute <= 1.05), with where the rest goes;
 - ``evaluator``: the evaluator against a bare hand-written torch loop (goal: <= 1.0);
 - ``suggest``: the latency of one TPE (and random) suggestion after N recorded trials;
+- ``scale``: the platform's own costs (per trial, resume, reads, the store) as a campaign of a
+  synthetic objective grows to 10,000 trials, and how each grows;
 - ``workers``: trials per hour with 1 and 2 worker processes (goal: >= 1.7x), or with 1, 2 and 4
   trials packed on one GPU;
 - ``search``: TPE against random search, early stopping against none, screening throughput;
@@ -27,6 +29,7 @@ from .fidelity import Fidelity
 from .harness import Benchmark
 from .layers import Layers
 from .overhead import Overhead
+from .scale import Scale
 from .search import Search
 from .suggest import Suggest
 from .value import Value
@@ -34,5 +37,15 @@ from .workers import Workers
 
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
-    for b in (Layers(), Overhead(), Evaluator(), Suggest(), Workers(), Search(), Fidelity(), Value())
+    for b in (
+        Layers(),
+        Overhead(),
+        Evaluator(),
+        Suggest(),
+        Scale(),
+        Workers(),
+        Search(),
+        Fidelity(),
+        Value(),
+    )
 }
