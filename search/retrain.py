@@ -117,7 +117,7 @@ def train_final(
     seed: int,
     say: Any,
     should_stop: Callable[[], bool] | None = None,
-    replan: Callable[[float], int] | None = None,
+    replan: Callable[[list[float]], int] | None = None,
 ) -> Final | None:
     """Train one trial's configuration on ``data`` (training + validation images), test it once,
     log it as a ``final`` run; None when it failed (recorded, the others go on). ``replan``: the

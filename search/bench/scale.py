@@ -269,7 +269,7 @@ def tpe_at(store: Any, repeats: int) -> dict:
 
 
 def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "search.bench.synthetic", *args]
+    return [sys.executable, "-m", "search.bench.synthetic_run", *args]
 
 
 def environment_vars() -> dict[str, str]:
@@ -280,7 +280,7 @@ def environment_vars() -> dict[str, str]:
 
 def bare_start() -> float:
     """Seconds of starting the command's process and importing what a resume imports, nothing run."""
-    code = "import search.run, search.bench.synthetic, mlflow, torch"
+    code = "import search.bench.synthetic_run, mlflow, torch"
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=environment_vars())
     return time.perf_counter() - t
@@ -324,32 +324,31 @@ def timed_process(cmd: list[str], kill_after: int | None) -> tuple[float, int]:
 
 
 def commands(runs: Path, store: Any) -> dict:
-    """Seconds of the commands that read a campaign back, each in this process (imports done)."""
-    from ..cli import main
+    """Seconds of what the commands that read a campaign back do, each in this process (imports
+    done) with a store of its own: ``status``, ``leaderboard --top 20`` (its table printed),
+    ``report``, and the top 5 read for ``--warm-start``."""
+    from ..campaign import open_store
+    from ..compile import CompiledSpace
+    from ..report import snapshot, write_report
+    from ..results import leaderboard, status_text, varying
     from ..run import given_points
     from ..settings import resolve
 
-    out = {}
-    with tempfile.TemporaryDirectory(prefix="archsearch-scale-report-") as tmp:
-        for key, argv in (
-            ("status", ["status", NAME]),
-            ("leaderboard_top20", ["leaderboard", NAME, "--top", "20"]),
-            ("report", ["report", NAME, "--out", str(Path(tmp) / "report")]),
-        ):
-            t = time.perf_counter()
-            with contextlib.redirect_stdout(io.StringIO()):
-                code = main([*argv, "--runs", str(runs)])
-            out[key] = time.perf_counter() - t
-            if code != 0:
-                raise UserError(f"bench scale: `archsearch {' '.join(argv)}` ended with exit code {code}")
-    from ..compile import CompiledSpace
-
     space_file = runs / "scale-warm.yaml"
     space_file.write_text(SCALE_SPACE)
-    settings = resolve(str(space_file), name="warm", runs=runs, quiet=True, warm_start=NAME, warm_top=5)
-    t = time.perf_counter()
-    given_points(settings, store, CompiledSpace(settings.space))
-    out["warm_start_top5"] = time.perf_counter() - t
+    warm = resolve(str(space_file), name="warm", runs=runs, quiet=True, warm_start=NAME, warm_top=5)
+    with tempfile.TemporaryDirectory(prefix="archsearch-scale-report-") as tmp:
+        parts = {
+            "status": lambda s: status_text(s.require(NAME)),
+            "leaderboard_top20": lambda s: varying(leaderboard(s.require(NAME).trials(), top=20)).to_string(),
+            "report": lambda s: write_report([snapshot(s.require(NAME))], Path(tmp) / "report"),
+            "warm_start_top5": lambda s: given_points(warm, s, CompiledSpace(warm.space)),
+        }
+        out = {}
+        for key, part in parts.items():
+            t = time.perf_counter()
+            part(open_store(runs, None))
+            out[key] = time.perf_counter() - t
     return out
 
 
@@ -362,6 +361,7 @@ def figures(row: dict) -> dict[str, float]:
         "platform ms/trial": row["platform_ms_per_trial"],
         "random ask ms": row["random_ask_ms"],
         "tell ms": row["tell_ms"],
+        "tracking ms/trial": row["tracking_ms_per_trial"],
         "MLflow ms/trial": row["mlflow_ms_per_trial"],
         "TPE ask ms": row["tpe"]["ask_ms"],
         "history rebuild ms": row["tpe"]["rebuild_ms"],
@@ -405,6 +405,7 @@ def show(r: dict, env: dict) -> None:
         f"  (resume s: a driver SIGKILLed while its trials ran, then `run --resume` in a process of its own, "
         "to its first new trial; a bare start of that process, imports only: "
         f"{r['bare_start_seconds']:.1f} s. "
-        "status, leaderboard --top 20, report: in this process. MLflow: the client's calls while "
-        "the trials ran, per trial)"
+        "status, leaderboard --top 20, report: in this process. tracking: a trial's run started, "
+        "finished (its files too) and the campaign's progress; MLflow: the client's calls within, "
+        "per trial)"
     )

@@ -4,6 +4,9 @@ no training, so that what a campaign of thousands of trials costs is the platfor
 ``search.run.launch`` as the evaluator; it is never a ``training.mode`` and nothing outside the
 benchmarks offers it.
 
+``python -m search.bench.synthetic_run run ...`` is ``archsearch run`` with it
+(:mod:`search.bench.synthetic_run`).
+
 The loss is a smooth function of the learning rate, the depth and the filter counts plus a small
 deterministic jitter from the configuration's hash, so that TPE has something to learn and the
 same configuration always scores the same. Each epoch of ``training.epochs`` is reported as a
@@ -74,21 +77,3 @@ def synthetic_trial(
         macs=result.macs,
         device=result.device,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m search.bench.synthetic run ...``: ``archsearch run``'s command line, every flag
-    as documented, with the synthetic objective as the evaluator (a campaign in a process of its
-    own, which a benchmark or a test can kill and resume)."""
-    from functools import partial
-
-    from .. import cli, run
-
-    run.launch = partial(run.launch, evaluate_fn=synthetic_trial)  # this process only
-    return cli.main(argv)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

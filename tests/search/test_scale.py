@@ -71,7 +71,8 @@ def test_a_2000_trial_campaign_killed_past_trial_1500_resumes_and_ends_each_tria
     """``archsearch run`` with two worker processes and the synthetic objective, SIGKILLed past
     trial 1,500 (no chance to clean up), then resumed: exactly 2,000 trials ended, once each."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "search.bench.synthetic", "run", "--runs", str(runs), "--workers", "2"]
+    command = [sys.executable, "-m", "search.bench.synthetic_run", "run", "--runs", str(runs)]
+    command += ["--workers", "2"]
     driver = subprocess.Popen(
         [*command, str(scale_space)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )

@@ -37,6 +37,7 @@ def test_the_sizes_leave_room_for_a_killed_driver_and_growth_is_the_log_log_slop
             "platform_ms_per_trial": 10.0,  # flat
             "random_ask_ms": 1.0,
             "tell_ms": 0.1,
+            "tracking_ms_per_trial": 45.0,
             "mlflow_ms_per_trial": 40.0,
             "tpe": {"ask_ms": n / 10, "rebuild_ms": n * n},  # linear, quadratic
             "resume": {"first_trial_seconds": 3.0},
