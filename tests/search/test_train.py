@@ -9,6 +9,15 @@ from torch import nn
 
 from search.train import augment, lr_factor, make_optimizer, step_seconds, train
 
+RECIPE = {  # a recipe's keys that a training step reads
+    "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
+    "lr": 1e-2,
+    "weight_decay": 0.0,
+    "batch_size": 50,
+    "label_smoothing": 0.0,
+    "augmentation": {"hflip": False, "translate": 0, "cutout": 0},
+}
+
 
 def test_schedules_start_peak_and_end_where_documented():
     steps, epochs = 10, 4
@@ -70,14 +79,7 @@ def test_a_step_is_timed_over_at_least_its_steps_and_seconds_and_at_most_an_epoc
             return self.linear(x.flatten(1))
 
     data = SimpleNamespace(x_train=torch.randn(1000, 1, 2, 2), y_train=torch.randint(0, 3, (1000,)))
-    recipe = {
-        "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
-        "lr": 1e-3,
-        "weight_decay": 0.0,
-        "batch_size": 100,
-        "label_smoothing": 0.0,
-        "augmentation": {"hflip": False, "translate": 0, "cutout": 0},
-    }
+    recipe = {**RECIPE, "lr": 1e-3, "batch_size": 100}
     model = Counted()
     before = model.linear.weight.detach().clone()
     assert step_seconds(model, recipe, data, warmup=2, steps=3, seconds=0.0) > 0
@@ -95,16 +97,7 @@ def test_training_planned_again_after_each_epoch_trains_the_new_epochs_on_a_resc
         x_val=torch.randn(20, 1, 2, 2),
         y_val=torch.randint(0, 3, (20,)),
     )
-    recipe = {
-        "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
-        "lr": 1e-2,
-        "weight_decay": 0.0,
-        "batch_size": 50,
-        "label_smoothing": 0.0,
-        "augmentation": {"hflip": False, "translate": 0, "cutout": 0},
-        "schedule": {"kind": "cosine", "warmup_epochs": 0},
-        "epochs": 6,
-    }
+    recipe = {**RECIPE, "schedule": {"kind": "cosine", "warmup_epochs": 0}, "epochs": 6}
     for plans in ([2, 2], [9] * 9, [9, 9, 1]):  # fewer, more, then stop at once (never below those done)
         seen = []
 
