@@ -53,6 +53,7 @@ class TrialRun(Protocol):
     """One trial's record while it runs (``search.tracking.TrialRun``)."""
 
     name: str
+    run_id: str
 
     def started(self, where: str, device: str) -> None: ...
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None: ...
@@ -261,12 +262,19 @@ class Flight:
 class Ran:
     """A trial's run, as a promotion reopens it."""
 
-    run_id: str
+    run: TrialRun
     trial: int
-    name: str
     attempt: int
     vals: dict[str, list]
     source: str | None
+
+    @property
+    def run_id(self) -> str:  # asked when a promotion reopens it, not when the trial ends: the
+        return self.run.run_id  # run may still be being written
+
+    @property
+    def name(self) -> str:
+        return self.run.name
 
 
 class Plots:
@@ -655,8 +663,8 @@ class Loop:
         )
         index = rung.index if rung is not None else 0
         tell(self.models, self.ladder, flight.trial, flight.vals, result.outcome, result.loss, index)
-        state.records[flight.trial] = Ran(flight.run.run_id, flight.trial, flight.run.name, flight.attempt,
-                                          flight.vals, flight.source)  # fmt: skip
+        ran = Ran(flight.run, flight.trial, flight.attempt, flight.vals, flight.source)
+        state.records[flight.trial] = ran
         is_best = state.record(flight.trial, config_hash(flight.config), result, flight.run.name, index)
         best = {"best_val_acc": state.best["val_acc"], "best_loss": state.best["loss"]} if state.best else {}
         best["compute_seconds"] = state.compute

@@ -159,6 +159,7 @@ def open_campaign(
             campaign = store.create(settings.name, _params(settings, data), _files(settings, data), tags={})
             verb = "started"
         campaign.acquire()
+        campaign.write_behind()  # the next trial starts without waiting for the store
     except BaseException:
         executor.close()
         raise

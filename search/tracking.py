@@ -25,19 +25,25 @@ fluent active-run stack) and batched writes: one ``log_batch`` per epoch.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import functools
+import gc
 import json
 import logging
 import os
 import platform
+import queue
 import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +55,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from .compile import arch_hash, arch_name, config_hash, flatten, to_json
 from .errors import TrackingError, UserError, error_line
@@ -68,6 +75,7 @@ STALE_AFTER = 600.0  # seconds without a heartbeat after which another host's dr
 _BATCH = 100  # MLflow takes at most 100 params or tags per log_batch
 _METRICS_PER_BATCH = 1000  # and at most 1,000 metrics
 FLUSH_EVERY = 5.0  # seconds: per-epoch metrics are written at least this often while a trial runs
+WRITES_AHEAD = 256  # tracking writes the driver may queue before it waits for the store
 PROGRESS_EVERY = 30.0  # seconds: the campaign's best-so-far point is written at least this often
 BACKOFF = (1.0, 30.0)  # seconds between retries of a call: first, then doubling up to the last
 # MLflow's own retries of an HTTP call (7, for about 4 minutes, by default) would hide the
@@ -252,6 +260,11 @@ class Store:
                 event.listen(Engine, "connect", _sqlite_pragmas)
         self.client = Patient(MlflowClient(tracking_uri=uri), uri, patience)
 
+    @functools.cached_property
+    def engine(self) -> Engine | None:
+        """A SQL store's engine, for the reads of a whole campaign (None: a tracking server)."""
+        return sql_engine(self.client.client)
+
     def where(self) -> str:
         return str(self.runs / "mlflow.db") if self.local and self.uri.endswith("mlflow.db") else self.uri
 
@@ -320,6 +333,75 @@ class Store:
         return campaign
 
 
+# ---------------------------------------------------------------- writes off the critical path
+
+
+class Writer:
+    """A campaign's tracking writes, made in order by one thread, so that the next trial starts
+    without waiting for the store (a trial's run costs about 40 ms of MLflow calls).
+
+    ``submit`` queues a write and returns a Future of its result; at most WRITES_AHEAD writes
+    wait, then ``submit`` waits too (a store slower than the trials slows the campaign, never
+    its memory). ``flush`` waits until every queued write is made: reads flush first, and so
+    does the end of a campaign run. A write that fails (the store unreachable for longer than
+    its patience, or a request it refuses) stops the writer: the writes queued after it are not
+    made, and every later ``submit`` or ``flush`` raises a TrackingError that says which write
+    failed. A driver killed with SIGKILL loses the writes still queued (at most WRITES_AHEAD):
+    its trial runs stay RUNNING or are missing, and ``--resume`` marks and runs them again.
+    """
+
+    def __init__(self, uri: str, ahead: int = WRITES_AHEAD):
+        self.uri = uri
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._thread: threading.Thread | None = None
+        self._error: TrackingError | None = None
+
+    def submit(self, what: str, fn: Callable[[], Any]) -> Future:
+        self._check()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="archsearch-tracking", daemon=True)
+            self._thread.start()
+        future: Future = Future()
+        self._queue.put((what, fn, future))
+        return future
+
+    def flush(self) -> None:
+        """Wait until every queued write is made (and raise if one failed)."""
+        if self._thread is not None:
+            self._queue.join()
+        self._check()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while True:
+            what, fn, future = self._queue.get()
+            try:
+                if self._error is not None:
+                    future.set_exception(self._error)
+                    continue
+                future.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - said to the driver at its next write or read
+                if isinstance(e, TrackingError):
+                    self._error = e
+                else:
+                    self._error = TrackingError(
+                        f"tracking store {self.uri}: {what} failed: {error_line(e, 300, typed=False)}; "
+                        "the writes after it were not made, and --resume runs their trials again"
+                    )
+                future.set_exception(self._error)
+            finally:
+                self._queue.task_done()
+
+
+def _done(value: Any) -> Future:
+    future: Future = Future()
+    future.set_result(value)
+    return future
+
+
 # ---------------------------------------------------------------- a campaign
 
 
@@ -352,13 +434,38 @@ class Campaign:
         self._lock_file: Any = None
         self._progress: tuple | None = None  # the latest best-so-far point not yet written
         self._progress_at = time.monotonic()  # the last heartbeat (best-so-far writes carry one)
+        self.writer: Writer | None = None  # None: each write is made before the call returns
+
+    # -- how writes are made
+    def write_behind(self) -> None:
+        """Make this campaign's writes from now on in the background (:class:`Writer`), until
+        :meth:`release`; reads through this object wait for them first."""
+        if self.writer is None:
+            self.writer = Writer(self.store.uri)
+            atexit.register(self._drain)
+
+    def _write(self, what: str, fn: Callable[[], Any]) -> Future:
+        if self.writer is not None:
+            return self.writer.submit(what, fn)
+        return _done(fn())
+
+    def flush(self) -> None:
+        """Wait for the writes queued so far (raising TrackingError if one failed)."""
+        if self.writer is not None:
+            self.writer.flush()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(Exception):  # at exit: what can still be written is
+            self.flush()
 
     # -- reading
     def run(self) -> Any:
+        self.flush()
         return self.client.get_run(self.run_id)
 
     def read_text(self, artifact: str, run_id: str | None = None) -> str:
         """A text file of the campaign run (or of one of its runs)."""
+        self.flush()
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = self.client.download_artifacts(run_id or self.run_id, artifact, tmp)
@@ -368,11 +475,23 @@ class Campaign:
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """One metric of a run, every step, in order of step."""
+        self.flush()
         history = self.store._call("reading a metric", self.client.get_metric_history, run_id, key)
         return sorted(history, key=lambda m: (m.step, m.timestamp))
 
     def trials(self, kind: str = "trial") -> list[TrialRecord]:
         """Every trial run (``kind`` final: the retrained ones), in order of trial number, then attempt."""
+        self.flush()
+        engine = self.store.engine
+        if engine is not None:
+            try:
+                records = sql_trials(engine, self.experiment_id, kind)
+            except SQLAlchemyError as e:
+                why = error_line(e, 300, typed=False)
+                raise TrackingError(
+                    f"tracking store {self.store.uri}: reading trials failed: {why}"
+                ) from None
+            return sorted(records, key=lambda t: (t.trial, t.attempt))
         out, token = [], None
         while True:
             page = self.store._call(
@@ -430,23 +549,31 @@ class Campaign:
     def heartbeat(self, at_most_every: float = 0.0) -> None:
         """Tell other machines this driver is alive (a tag with the time), at most so often."""
         if time.monotonic() - self._progress_at >= at_most_every:
-            self.client.set_tag(self.run_id, TAG + "heartbeat", f"{time.time():.0f}")
+            stamp = f"{time.time():.0f}"
+            self._write("a heartbeat", lambda: self.client.set_tag(self.run_id, TAG + "heartbeat", stamp))
             self._progress_at = time.monotonic()
 
     def release(self, status: str) -> None:
-        """End the campaign run (FINISHED, FAILED or KILLED) and drop the lock."""
-        self._write_progress()
-        self.client.log_batch(self.run_id, tags=[RunTag(TAG + "driver", "")])
-        self.client.set_terminated(self.run_id, status)
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        """End the campaign run (FINISHED, FAILED or KILLED), once every queued write is made, and
+        drop the lock."""
+        try:
+            self._write_progress()
+            self.flush()
+            self.writer = None
+            self.client.log_batch(self.run_id, tags=[RunTag(TAG + "driver", "")])
+            self.client.set_terminated(self.run_id, status)
+        finally:
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
 
     # -- writing
     def set_tags(self, tags: dict[str, Any]) -> None:
         items = [RunTag(k, _text(v)) for k, v in tags.items()]
         for chunk in _chunks(items):
-            self.client.log_batch(self.run_id, tags=chunk)
+            self._write(
+                "tagging the campaign", functools.partial(self.client.log_batch, self.run_id, tags=chunk)
+            )
 
     def log_progress(self, trial: int, best: dict[str, float], ended: int, improved: bool) -> None:
         """Best-so-far metrics with step = trial number, and a heartbeat.
@@ -466,16 +593,21 @@ class Campaign:
         metrics = [Metric(k, v, ts, trial) for k, v in best.items()]
         metrics.append(Metric("trials_ended", ended, ts, trial))
         tags = [RunTag(TAG + "heartbeat", f"{time.time():.0f}")]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        write = functools.partial(self.client.log_batch, self.run_id, metrics=metrics, tags=tags)
+        self._write("the best so far", write)
         self._progress, self._progress_at = None, time.monotonic()
 
     def mark_killed(self, record: TrialRecord, reason: str) -> None:
         """A trial left RUNNING by a driver that died: KILLED, with why."""
-        self.client.log_batch(
-            record.run_id,
-            tags=[RunTag(TAG + "outcome", Outcome.KILLED), RunTag(TAG + "reason", reason)],
-        )
-        self.client.set_terminated(record.run_id, "KILLED")
+
+        def write() -> None:
+            self.client.log_batch(
+                record.run_id,
+                tags=[RunTag(TAG + "outcome", Outcome.KILLED), RunTag(TAG + "reason", reason)],
+            )
+            self.client.set_terminated(record.run_id, "KILLED")
+
+        self._write(f"marking {record.name} killed", write)
 
     def start_trial(
         self,
@@ -512,33 +644,44 @@ class Campaign:
         }
         name = f"t{trial:03d} {arch_name(arch)}" + (f" (retry {attempt})" if attempt > 1 else "")
         name = name if kind == "trial" else f"{kind} {name}"
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-        run_id = run.info.run_id
-        known = {k: v for k, v in flatten(config).items() if k not in later}
-        for chunk in _chunks(_params(known)):
-            self.client.log_batch(run_id, params=chunk)
-        return TrialRun(self.client, run, trial, name, config)
+        known = _params({k: v for k, v in flatten(config).items() if k not in later})
+
+        def create() -> Any:
+            run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
+            for chunk in _chunks(known):
+                self.client.log_batch(run.info.run_id, params=chunk)
+            return run
+
+        return TrialRun(self, self._write(f"creating {name}", create), trial, name, config)
 
     def reopen_trial(self, record: Any, config: dict, offset: int) -> TrialRun:
         """A trial's run, RUNNING again: a multi-fidelity promotion trains it at the next rung, its
         epochs logged from step ``offset`` + 1 (``record``: what ``run_id`` and ``name`` it has)."""
-        self.client.log_batch(record.run_id, tags=[RunTag(TAG + "outcome", Outcome.RUNNING)])
-        self.client.update_run(record.run_id, status="RUNNING")
-        run = self.client.get_run(record.run_id)
-        return TrialRun(self.client, run, record.trial, record.name, config, offset)
+
+        def reopen() -> Any:
+            self.client.log_batch(record.run_id, tags=[RunTag(TAG + "outcome", Outcome.RUNNING)])
+            self.client.update_run(record.run_id, status="RUNNING")
+            return self.client.get_run(record.run_id)
+
+        run = self._write(f"reopening {record.name}", reopen)
+        return TrialRun(self, run, record.trial, record.name, config, offset)
 
     def restore(self, record: TrialRecord, metrics: dict[str, float], step: int) -> None:
         """A trial whose promotion was interrupted (its run left RUNNING or KILLED): ok again, with
         the metrics of the rung it ended (logged at ``step``, past the interrupted rung's epochs)."""
         ts = _now_ms()
-        self.client.log_batch(
-            record.run_id,
-            metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
-            tags=[RunTag(TAG + "outcome", Outcome.OK)],
-        )
-        if record.reason:
-            self.client.delete_tag(record.run_id, TAG + "reason")
-        self.client.set_terminated(record.run_id, "FINISHED")
+
+        def write() -> None:
+            self.client.log_batch(
+                record.run_id,
+                metrics=[Metric(k, v, ts, step) for k, v in metrics.items()],
+                tags=[RunTag(TAG + "outcome", Outcome.OK)],
+            )
+            if record.reason:
+                self.client.delete_tag(record.run_id, TAG + "reason")
+            self.client.set_terminated(record.run_id, "FINISHED")
+
+        self._write(f"restoring {record.name}", write)
 
 
 class TrialRun:
@@ -546,28 +689,42 @@ class TrialRun:
 
     Per-epoch metrics are written at once when the last write is FLUSH_EVERY seconds old,
     else buffered until then or the end of the trial: long epochs show up live, short
-    trials pay one write instead of one per epoch.
+    trials pay one write instead of one per epoch. Its writes go through its campaign's
+    (in the background once the campaign writes behind), in the order they are made.
     """
 
-    def __init__(self, client: Patient, run: Any, trial: int, name: str, config: dict, offset: int = 0):
-        self.client, self.run_id, self.trial, self.name = client, run.info.run_id, trial, name
-        self.config = config
+    def __init__(self, campaign: Campaign, run: Future, trial: int, name: str, config: dict, offset: int = 0):
+        self.campaign, self.client = campaign, campaign.client
+        self._run = run  # the MLflow run, once created (a Future: writes may be queued)
+        self.trial, self.name, self.config = trial, name, config
         self.offset = offset  # the step of epoch 1, less one: a multi-fidelity rung's epochs go on
-        # looked up once, not per file; mlflow-artifacts:/ URIs resolve against the client's server
-        self.artifacts = get_artifact_repository(run.info.artifact_uri, tracking_uri=client.uri)
         self._pending: list[Metric] = []
         self._flushed_at = time.monotonic()
         self._last: dict[str, float] = {}  # the last epoch's metrics, not logged again at the end
 
+    @property
+    def run_id(self) -> str:
+        """The run's id (waits for the run to be created)."""
+        return self._run.result().info.run_id
+
+    @functools.cached_property
+    def artifacts(self) -> Any:
+        """Where its files go; looked up once, not per file (mlflow-artifacts:/ URIs resolve
+        against the client's server)."""
+        return get_artifact_repository(self._run.result().info.artifact_uri, tracking_uri=self.client.uri)
+
+    def _write(self, what: str, fn: Callable[[], Any]) -> None:
+        self.campaign._write(f"{what} of {self.name}", fn)
+
     def started(self, where: str, device: str) -> None:
         """Where the trial runs: the worker (host:pid) and its device."""
-        self.client.log_batch(
-            self.run_id, tags=[RunTag(TAG + "worker", where), RunTag(TAG + "device", device)]
-        )
+        tags = [RunTag(TAG + "worker", where), RunTag(TAG + "device", device)]
+        self._write("the worker", lambda: self.client.log_batch(self.run_id, tags=tags))
 
     def log_param(self, key: str, value: Any) -> None:
         """A param held back when the run started (``later``), once known (a param is logged once)."""
-        self.client.log_batch(self.run_id, params=_params({key: value}))
+        params = _params({key: value})
+        self._write(f"param {key}", lambda: self.client.log_batch(self.run_id, params=params))
 
     def log_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         ts = _now_ms()
@@ -580,11 +737,17 @@ class TrialRun:
         metrics, self._pending = self._pending, []
         if not metrics and not tags:
             return
-        for i in range(0, max(len(metrics), 1), _METRICS_PER_BATCH):
-            last = i + _METRICS_PER_BATCH >= len(metrics)
-            self.client.log_batch(
-                self.run_id, metrics=metrics[i : i + _METRICS_PER_BATCH], tags=(tags or []) if last else []
-            )
+
+        def write() -> None:
+            for i in range(0, max(len(metrics), 1), _METRICS_PER_BATCH):
+                last = i + _METRICS_PER_BATCH >= len(metrics)
+                self.client.log_batch(
+                    self.run_id,
+                    metrics=metrics[i : i + _METRICS_PER_BATCH],
+                    tags=(tags or []) if last else [],
+                )
+
+        self._write("metrics", write)
         self._flushed_at = time.monotonic()
 
     def finish(self, outcome: Outcome, reason: str | None, metrics: dict[str, float], **extra: Any) -> None:
@@ -596,39 +759,129 @@ class TrialRun:
         if reason:
             tags.append(RunTag(TAG + "reason", reason[:5000]))
         self._flush(tags)
-        with tempfile.TemporaryDirectory() as tmp:
-            files = {"architecture.json": to_json(self.config, indent=2)}
-            if extra.get("traceback"):
-                files["traceback.txt"] = extra["traceback"]
-            for name, text in files.items():
-                (Path(tmp) / name).write_text(text, encoding="utf-8")
-            if extra.get("state_dict") is not None:
-                torch.save(extra["state_dict"], Path(tmp) / "weights.pt")
-            self.client.retry(self.artifacts.log_artifacts, tmp)
-        self.client.set_terminated(self.run_id, STATUS[outcome])
+        files = {"architecture.json": to_json(self.config, indent=2)}
+        if extra.get("traceback"):
+            files["traceback.txt"] = extra["traceback"]
+        state_dict = extra.get("state_dict")
+
+        def write() -> None:
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, text in files.items():
+                    (Path(tmp) / name).write_text(text, encoding="utf-8")
+                if state_dict is not None:
+                    torch.save(state_dict, Path(tmp) / "weights.pt")
+                self.client.retry(self.artifacts.log_artifacts, tmp)
+            self.client.set_terminated(self.run_id, STATUS[outcome])
+
+        self._write("files and status", write)
 
 
 def _record(run: Any) -> TrialRecord:
-    tags, info = run.data.tags, run.info
+    info, data = run.info, run.data
+    return _record_of(
+        info.run_id, info.run_name, info.status, info.start_time, info.end_time,
+        data.tags, dict(data.metrics), dict(data.params),
+    )  # fmt: skip
+
+
+def _record_of(
+    run_id: str,
+    name: str | None,
+    status: str,
+    start_ms: int | None,
+    end_ms: int | None,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    params: dict[str, str],
+) -> TrialRecord:
     outcome = Outcome(tags.get(TAG + "outcome", Outcome.RUNNING))
-    if info.status == "RUNNING":
+    if status == "RUNNING":
         outcome = Outcome.RUNNING
-    elif info.status == RunStatus.to_string(RunStatus.KILLED):
+    elif status == RunStatus.to_string(RunStatus.KILLED):
         outcome = Outcome.KILLED
-    loss = run.data.metrics.get("loss")
     return TrialRecord(
-        run_id=info.run_id,
+        run_id=run_id,
         trial=int(tags.get(TAG + "trial", "-1")),
         attempt=int(tags.get(TAG + "attempt", "1")),
         outcome=outcome,
         reason=tags.get(TAG + "reason"),
         vals=json.loads(tags.get(TAG + "vals", "{}")),
         config_hash=tags.get(TAG + "config_hash", ""),
-        loss=loss,
-        metrics=dict(run.data.metrics),
-        params=dict(run.data.params),
-        name=info.run_name or "",
-        start_time=info.start_time / 1000 if info.start_time else None,
-        end_time=info.end_time / 1000 if info.end_time else None,
+        loss=metrics.get("loss"),
+        metrics=metrics,
+        params=params,
+        name=name or "",
+        start_time=start_ms / 1000 if start_ms else None,
+        end_time=end_ms / 1000 if end_ms else None,
         source=tags.get(TAG + "source"),
     )
+
+
+# the tags a TrialRecord is made of: the direct read below reads these and no others
+RECORD_TAGS = tuple(
+    TAG + k for k in ("trial", "attempt", "outcome", "reason", "vals", "config_hash", "source")
+)
+
+
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Without the cycle collector: a read of 10,000 runs makes millions of objects and no cycle,
+    and the collector's passes over them took half its time."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def sql_engine(client: MlflowClient) -> Engine | None:
+    """The SQLAlchemy engine of a SQL tracking store (SQLite, PostgreSQL, ...), None for a
+    tracking server: the store MLflow's client writes through, so reads share its connections."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = getattr(getattr(client, "_tracking_client", None), "store", None)
+    return store.engine if isinstance(store, SqlAlchemyStore) else None
+
+
+def sql_trials(engine: Engine, experiment_id: str, kind: str) -> list[TrialRecord]:
+    """The runs of one kind, read straight from a SQL store's tables: four queries, the run
+    columns and the tags a record needs, and no ORM objects. ``search_runs`` builds every
+    run's entity with all its tags (about 3 ms a run: 30 s for 10,000 trials); this takes
+    a few milliseconds per hundred. Records equal ``search_runs``'s (a test pins it)."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy import select
+
+    runs, tags = SqlRun.__table__, SqlTag.__table__
+    params, metrics = SqlParam.__table__, SqlLatestMetric.__table__
+    ids = (
+        select(tags.c.run_uuid)
+        .join(runs, runs.c.run_uuid == tags.c.run_uuid)
+        .where(
+            tags.c.key == TAG + "kind",
+            tags.c.value == kind,
+            runs.c.experiment_id == int(experiment_id),
+            runs.c.lifecycle_stage == "active",
+        )
+    )
+    cols = (runs.c.run_uuid, runs.c.name, runs.c.status, runs.c.start_time, runs.c.end_time)
+    with engine.connect() as conn, _no_gc():
+        head = conn.execute(select(*cols).where(runs.c.run_uuid.in_(ids))).all()
+        by_run: dict[str, tuple[dict, dict, dict]] = {row[0]: ({}, {}, {}) for row in head}
+        queries = (
+            select(tags.c.run_uuid, tags.c.key, tags.c.value).where(
+                tags.c.run_uuid.in_(ids), tags.c.key.in_(RECORD_TAGS)
+            ),
+            select(metrics.c.run_uuid, metrics.c.key, metrics.c.value, metrics.c.is_nan).where(
+                metrics.c.run_uuid.in_(ids)
+            ),
+            select(params.c.run_uuid, params.c.key, params.c.value).where(params.c.run_uuid.in_(ids)),
+        )
+        for slot, query in enumerate(queries):
+            for row in conn.execute(query).all():
+                into = by_run.get(row[0])
+                if into is None:  # a run that started between the queries: not in this read
+                    continue
+                into[slot][row[1]] = float("nan") if slot == 1 and row[3] else row[2]
+    return [_record_of(*row, *by_run[row[0]]) for row in head]

@@ -1,6 +1,7 @@
 """Tracking on MLflow: a campaign and its trial runs written and read back as TrialRecords, the
 driver's lock, a killed trial, and a store that goes away or refuses."""
 
+import threading
 import time
 
 import pytest
@@ -65,6 +66,37 @@ def test_a_trial_left_running_is_marked_killed_and_each_outcome_has_its_status(s
     ]
 
 
+def test_a_sql_store_is_read_directly_and_gives_the_records_search_runs_gives(store, monkeypatch):
+    campaign = store.create("c", {}, {}, tags={})
+    other = store.create("other", {}, {}, tags={})  # another campaign's runs are not read
+    configs = SPACE.sample(6, seed=1)
+    for trial, (config, outcome) in enumerate(
+        zip(configs, (Outcome.OK, Outcome.PRUNED, Outcome.FAILED, Outcome.OK, Outcome.KILLED), strict=False)
+    ):
+        run = campaign.start_trial(trial, 1 + trial % 2, config, SPACE.encode(config), trial, "cpu")
+        run.log_epoch(1, {"val_acc": 0.1 * trial, "train_loss": float("nan")})
+        run.finish(outcome, "why" if outcome != Outcome.OK else None, {"loss": 1 - 0.1 * trial})
+        other.start_trial(trial, 1, config, SPACE.encode(config), 0, "cpu").finish(Outcome.OK, None, {})
+    campaign.start_trial(5, 1, configs[5], SPACE.encode(configs[5]), 0, "cpu", source="points p.yaml[1]")
+    gone = campaign.start_trial(6, 1, configs[0], SPACE.encode(configs[0]), 0, "cpu")
+    campaign.client.delete_run(gone.run_id)  # deleted runs are not read
+    final = campaign.start_trial(3, 1, configs[3], SPACE.encode(configs[3]), 0, "cpu", kind="final")
+    final.finish(Outcome.OK, None, {"test_acc": 0.9})
+
+    assert store.engine is not None
+    direct = {kind: campaign.trials(kind) for kind in ("trial", "final")}
+    monkeypatch.setattr(store, "engine", None)  # the tracking server's path: search_runs, in pages
+    paged = {kind: campaign.trials(kind) for kind in ("trial", "final")}
+
+    def same(r):  # NaN != NaN: compare metrics as text
+        return {**r.__dict__, "metrics": {k: repr(v) for k, v in r.metrics.items()}}
+
+    assert [same(r) for r in direct["trial"]] == [same(r) for r in paged["trial"]]
+    assert [same(r) for r in direct["final"]] == [same(r) for r in paged["final"]]
+    assert [r.trial for r in direct["trial"]] == [0, 1, 2, 3, 4, 5] and len(direct["final"]) == 1
+    assert direct["trial"][-1].outcome == Outcome.RUNNING and direct["trial"][0].params
+
+
 def test_a_campaign_is_held_by_one_driver(store):
     campaign = store.create("c", {}, {}, tags={})
     campaign.acquire()
@@ -113,3 +145,60 @@ def test_requests_the_store_refuses_are_not_retried():
     with pytest.raises(RestException):
         tracking.Patient(refuse, "http://x").retry(refuse)
     assert calls == [1]
+
+
+def test_a_campaign_writing_behind_starts_the_next_trial_before_the_store_has_written_the_last(store):
+    campaign = store.create("c", {}, {}, tags={})
+    campaign.write_behind()
+    gate, real = threading.Event(), campaign.client.client.create_run
+    campaign.client.client.create_run = lambda *a, **kw: gate.wait(10) and real(*a, **kw)
+    (config,) = SPACE.sample(1)
+    run = campaign.start_trial(0, 1, config, SPACE.encode(config), 0, "cpu")  # returns: not yet written
+    run.started("host:1", "cpu")
+    run.log_epoch(1, {"val_acc": 0.5})
+    run.finish(Outcome.OK, None, {"val_acc": 0.5, "loss": 0.5, "epochs_done": 1.0})
+    assert not campaign.writer._queue.empty()  # the creation still waits for the store
+    gate.set()
+    (r,) = campaign.trials()  # a read waits for the queued writes, made in order
+    assert (r.outcome, r.loss, r.run_id) == (Outcome.OK, 0.5, run.run_id)
+    assert campaign.client.get_run(r.run_id).data.tags["archsearch.worker"] == "host:1"
+    assert campaign.read_text("architecture.json", r.run_id).startswith("{")
+    campaign.release("FINISHED")  # flushes, and writes directly from then on
+    assert campaign.writer is None and campaign.client.get_run(campaign.run_id).info.status == "FINISHED"
+
+
+def test_a_write_the_store_refuses_stops_the_writer_and_the_campaign_hears_of_it(store):
+    campaign = store.create("c", {}, {}, tags={})
+    campaign.write_behind()
+    configs = SPACE.sample(2, seed=0)
+    runs = [campaign.start_trial(t, 1, c, SPACE.encode(c), 0, "cpu") for t, c in enumerate(configs)]
+    refuse = tracking.MlflowException("INVALID_PARAMETER_VALUE: no")
+    campaign.client.client.set_terminated = lambda *a, **kw: (_ for _ in ()).throw(refuse)
+    runs[0].finish(Outcome.OK, None, {"loss": 0.5})
+    runs[1].finish(Outcome.OK, None, {"loss": 0.4})
+    with pytest.raises(
+        tracking.TrackingError, match=r"files and status of t000 .* failed: .*no; the writes after"
+    ):
+        campaign.flush()
+    with pytest.raises(tracking.TrackingError):  # every later write or read says it again
+        campaign.set_tags({"x": 1})
+    del campaign.client.client.set_terminated
+    tags = campaign.client.get_run(runs[1].run_id).data.tags
+    assert tags["archsearch.outcome"] == Outcome.RUNNING  # t001's end was not written: resume re-runs it
+
+
+def test_the_writer_holds_at_most_so_many_writes_before_the_driver_waits():
+    writer = tracking.Writer("sqlite://", ahead=2)
+    gate, made = threading.Event(), []
+    writer.submit("first", lambda: gate.wait(10))  # taken by the thread, which waits
+    time.sleep(0.1)
+    for i in range(2):
+        writer.submit(f"w{i}", lambda i=i: made.append(i))
+    third = threading.Thread(target=writer.submit, args=("w2", lambda: made.append(2)))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive() and made == []  # the queue is full: the third waits
+    gate.set()
+    third.join(5)
+    writer.flush()
+    assert made == [0, 1, 2]
