@@ -6,10 +6,13 @@ the driver's process) whose evaluator is the synthetic benchmark objective
 (:mod:`search.bench.synthetic`: no training, a loss computed from the configuration), grown with
 random search to each history size in turn. At each size:
 
-- per trial, over the trials added since the size before: the platform's time per trial (the
-  trials loop's wall time less the evaluator's own, which is what a trial waits for between the
-  end of one and the start of the next), a random suggestion, a tell, MLflow's writes (calls
-  and milliseconds);
+- per trial, over the trials added since the size before (the evaluator returns at once): the
+  platform's time per trial (the trials loop's wall time, and the wait for the writes still
+  queued when it ends, less the evaluator's own: the most trials a second the platform can run),
+  a random suggestion, a tell, MLflow's writes (calls and milliseconds, made in the background);
+- the critical path: PACED more trials whose evaluator takes PACE seconds (sleeping, as a trial
+  training on a device releases the interpreter), and the time from the end of one to the start
+  of the next (the median): what a trial waits for, with the writes behind it;
 - TPE: one suggestion on the campaign's history (the median of ``--repeats``), which a TPE
   campaign adds to each trial, and the tells that rebuild that history on a resume;
 - the campaign: the driver killed with SIGKILL while its trials run, then ``archsearch run
@@ -49,6 +52,8 @@ from .synthetic import LABEL, synthetic_trial
 NAME = "scale"
 TRIAL_LINE = re.compile(r"t\d+ \[\d+/\d+\]")  # the progress line of a trial that ended
 AFTER_KILL = 20  # trials the killed driver is asked for beyond the size (it dies after 2 of them)
+PACED = 30  # trials at each size whose evaluator takes PACE seconds: the critical path
+PACE = 0.1
 
 # A space of the size of pinto_cox's (depth 1 to 3, per-layer choices, the recipe), on digits at
 # 28x28 so that every shape pass is a real one; every draw valid.
@@ -96,6 +101,7 @@ PARTS = (
     ("tracking", "TrialRun", "finish", "finish"),
     ("tracking", "Campaign", "log_progress", "log_progress"),
     ("tracking", "Campaign", "trials", "history read"),
+    ("tracking", "Campaign", "release", "queued writes drained"),
 )
 
 
@@ -154,7 +160,7 @@ def grown(history_sizes: list[int]) -> list[int]:
     """The sizes, each at least the one before plus the trials a killed driver adds."""
     out: list[int] = []
     for n in history_sizes:
-        out.append(max(n, out[-1] + AFTER_KILL + 2) if out else n)
+        out.append(max(n, out[-1] + PACED + AFTER_KILL + 2) if out else n)
     return out
 
 
@@ -169,17 +175,21 @@ def measure_size(runs: Path, space_path: Path, size: int, repeats: int) -> dict:
     before = len(store.require(NAME).trials()) if store.find(NAME) is not None else 0
     per_trial = grow(store, runs, space_path, size, before)
     out: dict[str, Any] = {"history": size, "added": size - before, **per_trial}
+    paced = grow(store, runs, space_path, size + PACED, size, pace=PACE)
+    out["critical_path_ms"] = paced["gap_ms"]
+    out["critical_path_ms_p90"] = paced["gap_ms_p90"]
     out["tpe"] = tpe_at(store, repeats)
-    out["resume"] = killed_and_resumed(runs, size)
+    out["resume"] = killed_and_resumed(runs, size + PACED)
     out["commands"] = commands(runs, store)
     out["sqlite_mb"] = (runs / "mlflow.db").stat().st_size / 2**20
     out["trials_after"] = len(store.require(NAME).trials())  # the killed and resumed drivers' too
     return out
 
 
-def grow(store: Any, runs: Path, space_path: Path, size: int, before: int) -> dict:
+def grow(store: Any, runs: Path, space_path: Path, size: int, before: int, pace: float = 0.0) -> dict:
     """The campaign grown from ``before`` to ``size`` trials through ``search.run.launch`` (random
-    search, the synthetic objective), its loop's parts timed per trial."""
+    search, the synthetic objective taking ``pace`` seconds more), its loop's parts timed per
+    trial, and the gaps between one evaluation's end and the next one's start."""
     from .. import driver, run, suggest, tracking
     from ..campaign import resume_settings
     from ..settings import resolve
@@ -191,14 +201,20 @@ def grow(store: Any, runs: Path, space_path: Path, size: int, before: int) -> di
         settings = resume_settings(store, NAME, overrides, **options)
     else:
         settings = resolve(str(space_path), overrides, name=NAME, **options)
-    evaluator = {"seconds": 0.0}
+    evaluator = {"seconds": 0.0, "ended": None}
+    gaps: list[float] = []
 
     def timed(*a: Any, **kw: Any) -> Any:
         t = time.perf_counter()
+        if evaluator["ended"] is not None:
+            gaps.append(t - evaluator["ended"])
         try:
-            return synthetic_trial(*a, **kw)
+            result = synthetic_trial(*a, **kw)
+            time.sleep(pace)
+            return result
         finally:
-            evaluator["seconds"] += time.perf_counter() - t
+            evaluator["ended"] = time.perf_counter()
+            evaluator["seconds"] += evaluator["ended"] - t
 
     timers = Timers()
     for module, cls, attr, key in PARTS:
@@ -215,11 +231,13 @@ def grow(store: Any, runs: Path, space_path: Path, size: int, before: int) -> di
     n = size - before
     if n <= 0:
         raise UserError(f"bench scale: the campaign had {before} trials already, not fewer than {size}")
-    loop = timers.get("trials loop") - timers.get("history read")
+    loop = timers.get("trials loop") + timers.get("queued writes drained") - timers.get("history read")
     writes = {k.removeprefix("mlflow."): v for k, v in timers.calls.items() if k.startswith("mlflow.")}
     return {
         "platform_ms_per_trial": 1e3 * (loop - evaluator["seconds"]) / n,
         "evaluator_ms_per_trial": 1e3 * evaluator["seconds"] / n,
+        "gap_ms": 1e3 * statistics.median(gaps) if gaps else None,
+        "gap_ms_p90": 1e3 * statistics.quantiles(gaps, n=10)[-1] if len(gaps) >= 2 else None,
         "random_ask_ms": 1e3 * timers.get("ask") / max(1, timers.calls.get("ask", 0)),
         "tell_ms": 1e3 * timers.get("tell") / max(1, timers.calls.get("tell", 0)),
         "tracking_ms_per_trial": 1e3
@@ -350,6 +368,7 @@ def figures(row: dict) -> dict[str, float]:
     """The costs of one size whose growth is fitted, by name."""
     return {
         "platform ms/trial": row["platform_ms_per_trial"],
+        "critical path ms": row["critical_path_ms"],
         "random ask ms": row["random_ask_ms"],
         "tell ms": row["tell_ms"],
         "tracking ms/trial": row["tracking_ms_per_trial"],
@@ -397,6 +416,7 @@ def show(r: dict, env: dict) -> None:
         "to its first new trial; a bare start of that process, imports only: "
         f"{r['bare_start_seconds']:.1f} s. "
         "status, leaderboard --top 20, report: in this process. tracking: a trial's run started, "
-        "finished (its files too) and the campaign's progress; MLflow: the client's calls within, "
-        "per trial)"
+        "finished (its files too) and the campaign's progress, as the driver waits for them; MLflow: "
+        f"the client's calls, in the background, per trial. critical path: {PACED} trials of "
+        f"{PACE:g} s at each size, from the end of one to the start of the next, median)"
     )

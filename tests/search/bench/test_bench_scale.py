@@ -6,20 +6,20 @@ Smoke tests only: the numbers are measured by running the benchmarks, never asse
 
 import pytest
 
-from search.bench.scale import AFTER_KILL, grown, growth
+from search.bench.scale import AFTER_KILL, PACED, grown, growth
 from tests.search.bench.common import ENVIRONMENT, bench, positive
 
 
 @pytest.mark.slow
 def test_scale(tmp_path, capsys):
-    r = bench(tmp_path, "scale", "--sizes", "30,5", "--repeats", "1")
+    r = bench(tmp_path, "scale", "--sizes", "60,5", "--repeats", "1")
     assert r["benchmark"] == "scale" and set(r) >= ENVIRONMENT | {"objective", "growth", "bare_start_seconds"}
     assert "synthetic" in r["objective"]
-    assert [s["history"] for s in r["sizes"]] == [5, 30]
-    assert [s["trials_after"] for s in r["sizes"]] == [5 + AFTER_KILL, 30 + AFTER_KILL]
-    assert [s["added"] for s in r["sizes"]] == [5, 30 - 5 - AFTER_KILL]
+    assert [s["history"] for s in r["sizes"]] == [5, 60]
+    assert [s["trials_after"] for s in r["sizes"]] == [5 + PACED + AFTER_KILL, 60 + PACED + AFTER_KILL]
+    assert [s["added"] for s in r["sizes"]] == [5, 60 - 5 - PACED - AFTER_KILL]
     for i, s in enumerate(r["sizes"]):
-        assert positive(s["platform_ms_per_trial"], s["random_ask_ms"], s["tell_ms"])
+        assert positive(s["platform_ms_per_trial"], s["random_ask_ms"], s["tell_ms"], s["critical_path_ms"])
         assert positive(s["mlflow_ms_per_trial"], s["mlflow_calls_per_trial"])
         # one run per trial added, and the campaign's own at first
         assert s["mlflow_calls"]["create_run"] == s["added"] + (i == 0)
@@ -30,11 +30,12 @@ def test_scale(tmp_path, capsys):
 
 
 def test_the_sizes_leave_room_for_a_killed_driver_and_growth_is_the_log_log_slope():
-    assert grown([5, 10, 100]) == [5, 5 + AFTER_KILL + 2, 100]
+    assert grown([5, 10, 200]) == [5, 5 + PACED + AFTER_KILL + 2, 200]
     rows = [
         {
             "history": n,
             "platform_ms_per_trial": 10.0,  # flat
+            "critical_path_ms": 5.0,
             "random_ask_ms": 1.0,
             "tell_ms": 0.1,
             "tracking_ms_per_trial": 45.0,
