@@ -6,9 +6,14 @@ only module that touches them (``Trials`` documents, ``tpe.suggest`` / ``rand.su
 - ``tell`` inserts a finished document (``JOB_STATE_DONE``) with the trial's assignment
   (misc vals) and result, and appends it to the ``Trials`` view TPE reads (what
   ``Trials.refresh`` would do, without its pass over the whole history);
-- ``ask`` calls the algorithm for one new trial id and decodes the document it returns; trials
-  in flight are inserted as if they had the worst loss seen so far (a constant liar), for that
-  suggestion only, and taken off the end of the history afterwards.
+- ``ask`` calls the algorithm for one new trial id and decodes the assignment it returns; trials
+  in flight are told as if they had the worst loss seen so far (a constant liar), for that
+  suggestion only.
+- TPE's suggestion is ``tpe.suggest``'s, step for step, except for what it rebuilds on every
+  call: its model's graph (built once) and its observations, which it gathers from every
+  document (each parameter's trial ids and values, in order of id: 0.7 s of a 1 s suggestion
+  after 10,000 trials). :class:`Observations` keeps them as results come in; a test pins that
+  the suggestions are ``tpe.suggest``'s.
 
 Each suggestion is seeded from the campaign seed and the trial number, so the sequence depends
 only on the seed and the history: a resumed campaign, whose history is rebuilt from MLflow,
@@ -22,11 +27,11 @@ drawn again (up to ``REDRAWS`` times) so that no budget goes to a known result.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from bisect import bisect_left
 
 import numpy as np
-from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
+from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, pyll, rand, tpe
+from hyperopt.base import miscs_update_idxs_vals
 
 from .compile import CompiledSpace, config_hash, plain
 
@@ -52,22 +57,17 @@ class Search:
         self.domain = Domain(lambda config: 0.0, compiled.expr)
         self.trials = Trials()
         self.told: set[int] = set()  # trials whose result the history holds
+        self.observed = Observations(list(self.domain.params))
         self.startup = 0
-        if settings["algo"] == "random":
-            self.algo: Callable = rand.suggest
-        else:
-            self.startup = settings["tpe"]["startup_trials"]
-            t = settings["tpe"]
-            self.algo = partial(
-                tpe.suggest,
-                n_startup_jobs=t["startup_trials"],
-                gamma=t["gamma"],
-                n_EI_candidates=t["candidates"],
-            )
+        self.tpe: dict | None = None
+        if settings["algo"] != "random":
+            self.tpe = settings["tpe"]
+            self.startup = self.tpe["startup_trials"]
+        self._posterior: tuple | None = None  # TPE's model, as a graph of hyperopt's: built once
 
     def share_history(self, other: Search) -> None:
         """Read and write ``other``'s history from now on (one history, two algorithms)."""
-        self.trials, self.told = other.trials, other.told
+        self.trials, self.told, self.observed = other.trials, other.told, other.observed
 
     def ask(
         self, trial: int, avoid: set[str] = frozenset(), pending: dict[int, dict] | None = None
@@ -81,28 +81,58 @@ class Search:
         """
         # TPE draws at random until it has startup_trials results; asking rand directly skips
         # building TPE's model for nothing (the draws are the same)
-        algo = rand.suggest if len(self.trials.trials) < self.startup else self.algo
-        lies = [t for t in (pending or {}) if algo is not rand.suggest and t not in self.told]
+        random = self.tpe is None or len(self.trials.trials) < self.startup
+        observed = self.observed
+        lies = [t for t in (pending or {}) if not random and t not in self.told]
         if lies:
-            losses = [x for x in self.trials.losses() if x is not None]
+            worst = max(observed.learned(), default=1.0)
+            observed = observed.copy()
             for t in lies:
-                self._insert(t, pending[t], max(losses, default=1.0))
-        try:
-            for redraw in range(REDRAWS + 1):
-                doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
-                vals = plain(doc["misc"]["vals"])
-                config = self.compiled.decode(vals)
-                if config_hash(config) not in avoid:
-                    break
-        finally:
-            if lies:  # the last documents inserted: taken off the end again
-                del self.trials._dynamic_trials[-len(lies) :]
-                del self.trials._trials[-len(lies) :]
+                observed.add(t, pending[t], worst)
+        for redraw in range(REDRAWS + 1):
+            seed = derive_seed(self.seed, trial, 1, redraw)
+            if random:
+                vals = plain(rand.suggest([trial], self.domain, self.trials, seed)[0]["misc"]["vals"])
+            else:
+                vals = plain(self.suggest_tpe(trial, seed, observed))
+            config = self.compiled.decode(vals)
+            if config_hash(config) not in avoid:
+                break
         return vals, config
+
+    def suggest_tpe(self, trial: int, seed: int, observed: Observations) -> dict[str, list]:
+        """``tpe.suggest``'s assignment for trial ``trial`` (hyperopt 0.3), from ``observed``."""
+        assert self.tpe is not None
+        if len(observed.tids) < self.startup:
+            return rand.suggest([trial], self.domain, self.trials, seed)[0]["misc"]["vals"]
+        domain = self.domain
+        if self._posterior is None:
+            self._posterior = tpe.build_posterior_wrapper(
+                domain, tpe._default_prior_weight, self.tpe["gamma"]
+            )
+        obs, obs_loss, posterior = self._posterior
+        fake_0 = max(max(observed.tids), trial) + 2
+        fake_ids = list(range(fake_0, fake_0 + self.tpe["candidates"]))
+        memo = {
+            domain.s_new_ids: fake_ids,
+            domain.s_rng: np.random.default_rng(seed),
+            obs_loss["idxs"]: list(observed.tids),
+            obs_loss["vals"]: list(observed.losses),
+            obs["idxs"]: {k: list(v) for k, v in observed.idxs.items()},
+            obs["vals"]: {k: list(v) for k, v in observed.vals.items()},
+        }
+        idxs, vals = pyll.rec_eval(posterior, memo=memo, print_node_on_error=False)
+        for label, param in domain.params.items():  # hyperopt's offset of randint(low, high)
+            if param.name == "randint" and len(param.pos_args) == 2:
+                vals[label] = [v + param.pos_args[0].obj for v in vals[label]]
+        misc = {"tid": trial, "cmd": domain.cmd, "workdir": domain.workdir}
+        miscs_update_idxs_vals([misc], idxs, vals, idxs_map={fake_ids[0]: trial}, assert_all_vals_used=False)
+        return misc["vals"]
 
     def tell(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
         """Record a trial's result: a loss to learn from, or None (invalid, failed)."""
         self._insert(trial, vals, loss)
+        self.observed.add(trial, vals, loss)
         self.told.add(trial)
 
     def _insert(self, trial: int, vals: dict[str, list], loss: float | None) -> None:
@@ -116,3 +146,50 @@ class Search:
         # the whole history: constant time per trial
         self.trials._trials.append(self.trials._dynamic_trials[-1])
         self.trials._ids.add(trial)
+
+
+class Observations:
+    """What TPE fits its model to, in the form ``tpe.suggest`` gathers from every document on
+    every call: one result per trial id (the lowest loss told for it; none counts as infinite),
+    in order of id, and each parameter's ids and values where the trial has one. Kept as results
+    come in: a tell costs a few list insertions, not a pass over the history."""
+
+    def __init__(self, keys: list[str]):
+        self.tids: list[int] = []
+        self.losses: list[float] = []
+        self.idxs: dict[str, list[int]] = {k: [] for k in keys}
+        self.vals: dict[str, list] = {k: [] for k in keys}
+
+    def add(self, tid: int, vals: dict[str, list], loss: float | None) -> None:
+        loss = float("inf") if loss is None else float(loss)
+        i = bisect_left(self.tids, tid)
+        if i < len(self.tids) and self.tids[i] == tid:
+            if loss > self.losses[i]:  # tpe.suggest keeps the best result of a trial id (the last of equals)
+                return
+            self._remove(i)
+        self.tids.insert(i, tid)
+        self.losses.insert(i, loss)
+        for key, ids in self.idxs.items():
+            if vals[key]:
+                j = bisect_left(ids, tid)
+                ids.insert(j, tid)
+                self.vals[key][j:j] = vals[key]
+
+    def _remove(self, i: int) -> None:
+        tid = self.tids.pop(i)
+        del self.losses[i]
+        for key, ids in self.idxs.items():
+            j = bisect_left(ids, tid)
+            if j < len(ids) and ids[j] == tid:
+                del ids[j], self.vals[key][j]
+
+    def learned(self) -> list[float]:
+        """The finite losses told."""
+        return [x for x in self.losses if x != float("inf")]
+
+    def copy(self) -> Observations:
+        out = Observations([])
+        out.tids, out.losses = list(self.tids), list(self.losses)
+        out.idxs = {k: list(v) for k, v in self.idxs.items()}
+        out.vals = {k: list(v) for k, v in self.vals.items()}
+        return out

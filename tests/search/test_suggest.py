@@ -189,3 +189,58 @@ def test_tpe_draws_as_random_search_before_its_startup_trials_and_ranks_failures
         return sum(loss(c) is None for s in seeds for c in run(Search(compiled(), s), 40, loss)[10:])
 
     assert failed("tpe") < 0.8 * failed("random")
+
+
+def test_tpe_suggests_exactly_what_hyperopts_tpe_suggest_does():
+    """``Search`` keeps TPE's observations as results come in and builds its model's graph once;
+    its suggestions are those of ``tpe.suggest`` over hyperopt's documents, for a conditional
+    space of the size of pinto_cox's, with results told out of order, failures, a trial told
+    twice, and trials in flight told as lies (the way this adapter called ``tpe.suggest``)."""
+    from functools import partial
+
+    from hyperopt import rand, tpe
+
+    from search.space import load_space
+    from search.suggest import REDRAWS, plain
+
+    class ByHyperopt(Search):
+        def ask(self, trial, avoid=frozenset(), pending=None):
+            algo = partial(tpe.suggest, n_startup_jobs=self.startup, gamma=0.25, n_EI_candidates=24)
+            algo = rand.suggest if len(self.trials.trials) < self.startup else algo
+            lies = [t for t in (pending or {}) if algo is not rand.suggest and t not in self.told]
+            losses = [x for x in self.trials.losses() if x is not None]
+            for t in lies:
+                self._insert(t, pending[t], max(losses, default=1.0))
+            try:
+                for redraw in range(REDRAWS + 1):
+                    doc = algo([trial], self.domain, self.trials, derive_seed(self.seed, trial, 1, redraw))[0]
+                    vals = plain(doc["misc"]["vals"])
+                    config = self.compiled.decode(vals)
+                    if config_hash(config) not in avoid:
+                        break
+            finally:
+                if lies:
+                    del self.trials._dynamic_trials[-len(lies) :]
+                    del self.trials._trials[-len(lies) :]
+            return vals, config
+
+    space = CompiledSpace(load_space("spaces/pinto_cox.yaml"))
+    settings = {**SETTINGS, "seed": 7, "tpe": {**SETTINGS["tpe"], "startup_trials": 8}}
+    ours, theirs = Search(space, settings), ByHyperopt(space, settings)
+    asked, waiting = {}, []
+    for trial in range(70):
+        pending = {t: asked[t] for t in waiting}
+        got = ours.ask(trial, pending=pending)
+        assert got == theirs.ask(trial, pending=pending), trial
+        asked[trial] = got[0]
+        waiting.append(trial)
+        if trial % 4 != 1:  # the oldest but one in flight ends first: results come out of order
+            t = waiting.pop(-2 if len(waiting) > 1 else 0)
+            loss = None if t % 7 == 3 else (hash(config_hash(space.decode(asked[t]))) % 1000) / 1000
+            for search in (ours, theirs):
+                search.tell(t, asked[t], loss)
+        if trial == 40:  # a trial told twice (a worse result, then a better one)
+            for search in (ours, theirs):
+                search.tell(2, asked[2], 0.999)
+                search.tell(2, asked[2], 0.0005)
+    assert ours.observed.tids == sorted(ours.told)
