@@ -23,6 +23,7 @@ import signal
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -259,6 +260,15 @@ class Flight:
 
 
 @dataclass(frozen=True)
+class Ahead:
+    """A suggestion being made in a thread: for which trial number, by which model."""
+
+    trial: int
+    model: Search
+    future: Future
+
+
+@dataclass(frozen=True)
 class Ran:
     """A trial's run, as a promotion reopens it."""
 
@@ -361,6 +371,8 @@ class Loop:
         self.plots = Plots(plots, clock)
         self.started = clock()
         self.enough = f"{settings['trials']} trials ended"
+        self.ahead: Ahead | None = None  # the next suggestion, made while the trials run
+        self.asker: ThreadPoolExecutor | None = None
 
     def run(self) -> tuple[State, str]:
         """Run trials until a stop rule holds; the final state and why it stopped."""
@@ -381,6 +393,7 @@ class Loop:
                 if not flights:
                     self.plots.finish()
                     return state, why or "nothing left to run"
+                self.ask_ahead()
                 # wait for news: epochs, ended trials, lost workers
                 self.executor.wait(self.handle, timeout=WAIT)
                 self.campaign.keep_alive()  # long trials keep the campaign alive
@@ -388,6 +401,8 @@ class Loop:
             self.abandon(e)
             raise
         finally:
+            if self.asker is not None:
+                self.asker.shutdown(cancel_futures=True)
             self.executor.close()
 
     # -- stop rules
@@ -519,7 +534,7 @@ class Loop:
                 vals, config, source = point
             else:
                 pending = {f.trial: f.vals for f in self.flights.values()}
-                vals, config = self.model().ask(trial, self.taken(), pending)
+                vals, config = self.take_ahead(trial) or self.model().ask(trial, self.taken(), pending)
         size = self.plan(config) if self.plan is not None else None
         predicted = self.predict(config, size, rung)
         refused = None if attempt > 1 else self.too_dear(predicted)
@@ -534,6 +549,33 @@ class Loop:
         self.refused = 0
         self.executor.submit(self.job(trial, config, rung))
         return None
+
+    def ask_ahead(self) -> None:
+        """With two or more trials at once and every slot busy, make the next new trial's
+        suggestion in a thread while they run (those in flight told as lies, as always), so that
+        a slot that frees up gets its trial without waiting for TPE (0.3 s after 10,000 trials).
+        Not when the next trial is a killed one run again, a given point, or none at all."""
+        capacity = self.executor.capacity()
+        if self.ahead is not None or capacity < 2 or len(self.flights) < capacity:
+            return
+        if self.state.requeue or self.given or self.enough_trials() or self.why_not_start():
+            return
+        model, trial = self.model(), self.state.next_trial
+        suggest = model.prepare(self.taken(), {f.trial: f.vals for f in self.flights.values()}, apart=True)
+        if self.asker is None:
+            self.asker = ThreadPoolExecutor(1, thread_name_prefix="archsearch-ask")
+        self.ahead = Ahead(trial, model, self.asker.submit(suggest, trial))
+
+    def take_ahead(self, trial: int) -> tuple[dict, dict] | None:
+        """The suggestion made ahead for ``trial`` (waiting for it if need be), unless it was made
+        for another trial number or model, or its configuration has been run since (None: ask)."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None:
+            return None
+        vals, config = ahead.future.result()
+        if ahead.trial != trial or ahead.model is not self.model() or config_hash(config) in self.taken():
+            return None
+        return vals, config
 
     def promote(self) -> bool:
         """Start the first promotion due whose predicted time fits; False when none does."""

@@ -28,6 +28,7 @@ drawn again (up to ``REDRAWS`` times) so that no budget goes to a known result.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
 
 import numpy as np
 from hyperopt import JOB_STATE_DONE, STATUS_FAIL, STATUS_OK, Domain, Trials, pyll, rand, tpe
@@ -79,26 +80,42 @@ class Search:
         far (a constant liar), so that it looks elsewhere; those whose result the history holds
         already (a multi-fidelity trial at a higher rung) are not told again.
         """
+        return self.prepare(avoid, pending)(trial)
+
+    def prepare(
+        self, avoid: set[str] = frozenset(), pending: dict[int, dict] | None = None, apart: bool = False
+    ) -> Callable[[int], tuple[dict[str, list], dict]]:
+        """:meth:`ask` in two steps: what the suggestion is made from, taken now, and a function
+        that makes it for a trial number. ``apart``: the function may run in another thread
+        while results are told here (it works on a copy of the history)."""
         # TPE draws at random until it has startup_trials results; asking rand directly skips
         # building TPE's model for nothing (the draws are the same)
         random = self.tpe is None or len(self.trials.trials) < self.startup
         observed = self.observed
         lies = [t for t in (pending or {}) if not random and t not in self.told]
-        if lies:
+        if lies or (apart and not random):
             worst = max(observed.learned(), default=1.0)
             observed = observed.copy()
             for t in lies:
                 observed.add(t, pending[t], worst)
-        for redraw in range(REDRAWS + 1):
-            seed = derive_seed(self.seed, trial, 1, redraw)
-            if random:
-                vals = plain(rand.suggest([trial], self.domain, self.trials, seed)[0]["misc"]["vals"])
-            else:
-                vals = plain(self.suggest_tpe(trial, seed, observed))
-            config = self.compiled.decode(vals)
-            if config_hash(config) not in avoid:
-                break
-        return vals, config
+        if not random and self._posterior is None:
+            prior = tpe._default_prior_weight
+            self._posterior = tpe.build_posterior_wrapper(self.domain, prior, self.tpe["gamma"])
+        avoid = set(avoid)
+
+        def suggest(trial: int) -> tuple[dict[str, list], dict]:
+            for redraw in range(REDRAWS + 1):
+                seed = derive_seed(self.seed, trial, 1, redraw)
+                if random:
+                    vals = plain(rand.suggest([trial], self.domain, self.trials, seed)[0]["misc"]["vals"])
+                else:
+                    vals = plain(self.suggest_tpe(trial, seed, observed))
+                config = self.compiled.decode(vals)
+                if config_hash(config) not in avoid:
+                    break
+            return vals, config
+
+        return suggest
 
     def suggest_tpe(self, trial: int, seed: int, observed: Observations) -> dict[str, list]:
         """``tpe.suggest``'s assignment for trial ``trial`` (hyperopt 0.3), from ``observed``."""
@@ -106,10 +123,7 @@ class Search:
         if len(observed.tids) < self.startup:
             return rand.suggest([trial], self.domain, self.trials, seed)[0]["misc"]["vals"]
         domain = self.domain
-        if self._posterior is None:
-            self._posterior = tpe.build_posterior_wrapper(
-                domain, tpe._default_prior_weight, self.tpe["gamma"]
-            )
+        assert self._posterior is not None  # built by prepare(), in the thread that tells
         obs, obs_loss, posterior = self._posterior
         fake_0 = max(max(observed.tids), trial) + 2
         fake_ids = list(range(fake_0, fake_0 + self.tpe["candidates"]))

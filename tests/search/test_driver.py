@@ -484,3 +484,39 @@ def test_the_time_kept_for_the_final_stage_is_not_spent_on_trials():
     assert the_loop.reserve() == pytest.approx(2 * each) and each == pytest.approx(
         best["macs"] / 1e6 / 3 * 4 * 2
     )
+
+
+def test_with_every_slot_busy_the_next_suggestion_is_made_while_the_trials_run(monkeypatch):
+    from search import suggest
+
+    made = []  # (trial, the trials in flight told as lies, made in a thread)
+    prepare = suggest.Search.prepare
+
+    def spy(self, avoid=frozenset(), pending=None, apart=False):
+        made_from = sorted(pending or {})
+        make = prepare(self, avoid, pending, apart)
+
+        def suggest_for(trial):
+            made.append((trial, made_from, apart))
+            return make(trial)
+
+        return suggest_for
+
+    monkeypatch.setattr(suggest.Search, "prepare", spy)
+    TPE = {**SPACE.search["tpe"], "startup_trials": 4}  # TPE's model from the fifth trial on
+    accuracies = [0.1 + 0.05 * (t % 7) for t in range(12)]
+    the_loop, record, executor, _, _ = loop(
+        lambda trial, attempt: ok(accuracies[trial]), capacity=2, trials=12, algo="tpe", tpe=TPE
+    )
+    _, why = the_loop.run()
+    assert why == "12 trials ended" and [r.trial for r in record.runs] == list(range(12))
+    ahead = [(trial, lies) for trial, lies, apart in made if apart]
+    # from the third trial on, each is suggested while the two before it run
+    assert ahead == [(t, [t - 2, t - 1]) for t in range(2, 12)]
+    assert len({repr(r.config) for r in record.runs}) == 12  # nothing suggested twice
+    assert the_loop.asker is not None and the_loop.ahead is None
+
+    made.clear()  # one at a time: asked when a trial ends, never ahead
+    the_loop, _, _, _, _ = loop(lambda trial, attempt: ok(accuracies[trial]), trials=6, algo="tpe", tpe=TPE)
+    the_loop.run()
+    assert [trial for trial, _, apart in made] == list(range(6)) and not any(apart for *_, apart in made)
