@@ -556,9 +556,13 @@ class Campaign:
     def release(self, status: str) -> None:
         """End the campaign run (FINISHED, FAILED or KILLED), once every queued write is made, and
         drop the lock."""
+        failed = None
         try:
-            self._write_progress()
-            self.flush()
+            try:
+                self._write_progress()
+                self.flush()
+            except TrackingError as e:  # a queued write failed: the campaign run still ends
+                failed = e
             self.writer = None
             self.client.log_batch(self.run_id, tags=[RunTag(TAG + "driver", "")])
             self.client.set_terminated(self.run_id, status)
@@ -566,6 +570,8 @@ class Campaign:
             if self._lock_file is not None:
                 self._lock_file.close()
                 self._lock_file = None
+        if failed is not None:
+            raise failed
 
     # -- writing
     def set_tags(self, tags: dict[str, Any]) -> None:

@@ -176,15 +176,17 @@ def test_a_write_the_store_refuses_stops_the_writer_and_the_campaign_hears_of_it
     campaign.client.client.set_terminated = lambda *a, **kw: (_ for _ in ()).throw(refuse)
     runs[0].finish(Outcome.OK, None, {"loss": 0.5})
     runs[1].finish(Outcome.OK, None, {"loss": 0.4})
-    with pytest.raises(
-        tracking.TrackingError, match=r"files and status of t000 .* failed: .*no; the writes after"
-    ):
+    said = r"files and status of t000 .* failed: .*no; the writes after it were not made"
+    with pytest.raises(tracking.TrackingError, match=said):
         campaign.flush()
     with pytest.raises(tracking.TrackingError):  # every later write or read says it again
         campaign.set_tags({"x": 1})
     del campaign.client.client.set_terminated
     tags = campaign.client.get_run(runs[1].run_id).data.tags
     assert tags["archsearch.outcome"] == Outcome.RUNNING  # t001's end was not written: resume re-runs it
+    with pytest.raises(tracking.TrackingError, match=said):  # the campaign run ends all the same
+        campaign.release("FAILED")
+    assert campaign.client.get_run(campaign.run_id).info.status == "FAILED" and campaign.writer is None
 
 
 def test_the_writer_holds_at_most_so_many_writes_before_the_driver_waits():
