@@ -487,6 +487,23 @@ class Retrain(Command):
 # ---------------------------------------------------------------- the MLflow UI, data
 
 
+BEST_SHOWN = 20  # trials in the UI link to a campaign's best
+
+
+def runs_page(home: str, experiment_id: str, search: str = "", order: str = "attributes.start_time") -> str:
+    """The MLflow UI's runs table of an experiment, filtered by ``search``, in descending ``order``
+    (these settings of the page are read from its link on /runs only)."""
+    import urllib.parse
+
+    query = {
+        "workflowType": "machine_learning",
+        "searchFilter": search,
+        "orderByKey": order,
+        "orderByAsc": "false",
+    }
+    return f"{home}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query)}"
+
+
 class Ui(Command):
     name = "ui"
     help = "the MLflow UI over the campaigns, on 127.0.0.1"
@@ -502,6 +519,7 @@ class Ui(Command):
     def run(self, args: argparse.Namespace) -> int:
         import subprocess
 
+        from .results import best_filter
         from .settings import tracking_uri
 
         uri = tracking_uri(args.tracking_uri, Path(args.runs))
@@ -518,8 +536,13 @@ class Ui(Command):
         store = store_of(args)
         for name in [args.name] if args.name else store.campaign_names():
             campaign = store.require(name)
-            # the runs table (MLflow's experiment page opens on its GenAI overview otherwise)
-            print(f"  {name}: {home}/#/experiments/{campaign.experiment_id}?workflowType=machine_learning")
+            # the runs table (MLflow's experiment page opens on its GenAI overview otherwise), with
+            # its filter and order in the link (else the UI shows the last ones used there)
+            print(f"  {name}: {runs_page(home, campaign.experiment_id)}", flush=True)
+            best = best_filter(campaign.trials(), BEST_SHOWN)
+            if best is not None:
+                link = runs_page(home, campaign.experiment_id, best, "metrics.`val_acc`")
+                print(f"    its {BEST_SHOWN} best trials: {link}", flush=True)
         command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri]
         command += ["--host", "127.0.0.1", "--port", str(args.port), "--workers", "1"]
         # one worker and no background job runners: the UI answers in seconds instead of a minute

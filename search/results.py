@@ -7,6 +7,7 @@ pandas table whose architecture columns hold values (``32``, ``lp``,
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import time
@@ -226,6 +227,19 @@ def leaderboard(
     for col in ("params", "macs"):
         df[col] = df[col].astype("Int64")
     return df.reset_index(drop=True)
+
+
+def best_filter(records: list[TrialRecord], top: int = 20) -> str | None:
+    """An MLflow search filter that holds a campaign's ``top`` trials of the highest final
+    val_acc and any better one to come (None: no trial has one yet). Sorted by val_acc, it is the
+    UI's view of the best trials: a narrow filter keeps MLflow's sort by a metric fast, which over
+    every trial of a large campaign is not (6 s at 10,000 trials on SQLite)."""
+    accs = [r.metrics.get("val_acc") for r in records]
+    accs = sorted((a for a in accs if a is not None and math.isfinite(a)), reverse=True)[:top]
+    if not accs:
+        return None
+    floor = math.floor(accs[-1] * 1e6) / 1e6  # written with 6 decimals: never above the last kept
+    return f"tags.`{TAG}kind` = 'trial' and metrics.val_acc >= {floor:.6f}"
 
 
 def _board_order(r: TrialRecord) -> tuple:

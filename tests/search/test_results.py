@@ -10,6 +10,7 @@ import pandas as pd
 from search.results import (
     METRICS,
     best,
+    best_filter,
     driver_alive,
     latest_attempts,
     leaderboard,
@@ -113,3 +114,27 @@ def test_a_running_campaign_whose_driver_is_gone_is_stopped():
     assert run_status(run("RUNNING", "")) == "STOPPED"
     assert run_status(run("FINISHED", "")) == "FINISHED"
     assert driver_alive("other-host:12")  # another machine's driver: its heartbeat tells
+
+
+def test_the_best_trials_filter_holds_the_top_ones_by_val_acc_in_mlflow_search(runs):
+    from search.compile import CompiledSpace
+    from search.space import parse_space
+    from search.tracking import Store
+
+    space = CompiledSpace(
+        parse_space({"architecture": {"depth": 1, "layers": {"filters": {"count": 4, "size": 3}}}})
+    )
+    store = Store(f"sqlite:///{(runs / 'mlflow.db').resolve()}", runs)
+    campaign = store.create("c", {}, {}, tags={})
+    (config,) = space.sample(1)
+    accs = [0.5, 0.91234567, 0.7, 0.91234561, 0.2, float("nan")]
+    for trial, acc in enumerate(accs):
+        run = campaign.start_trial(trial, 1, config, space.encode(config), 0, "cpu")
+        run.finish(Outcome.OK, None, {"val_acc": acc, "loss": 1 - acc})
+    final = campaign.start_trial(1, 1, config, space.encode(config), 0, "cpu", kind="final")
+    final.finish(Outcome.OK, None, {"val_acc": 0.99})  # never among the trials
+    records = campaign.trials()
+    assert best_filter([]) is None and best_filter(records[-1:]) is None  # no number yet
+    for top, expected in ((2, {1, 3}), (3, {1, 3, 2}), (10, {0, 1, 2, 3, 4})):
+        found = store.client.search_runs([campaign.experiment_id], best_filter(records, top))
+        assert {int(r.data.tags["archsearch.trial"]) for r in found} == expected

@@ -110,9 +110,11 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
             served = _wait_until_served(proc, port, log)
             assert exp.experiment_id in [e["experiment_id"] for e in served]
             try:
-                driver.get(
-                    f"http://127.0.0.1:{port}/#/experiments/{exp.experiment_id}?workflowType=machine_learning"
-                )
+                # the links `archsearch ui` printed: the campaign's runs, its best trials
+                said = log.read_text().splitlines()
+                (runs_link,) = [line.split(": ", 1)[1] for line in said if line.startswith("  tiny: ")]
+                (best_link,) = [line.split("best trials: ", 1)[1] for line in said if "best trials: " in line]
+                driver.get(runs_link)
                 wait = WebDriverWait(driver, WAIT_S, poll_frequency=0.2)
 
                 def link(run):  # a run's name in the Run Name column links to the run's page
@@ -142,6 +144,19 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
                     # listed under the campaign: after its row, and indented further
                     assert row_index(trial) > row_index(campaign)
                     assert element.location["x"] > parent.location["x"]
+
+                # the link to the best trials: the trials alone, flat, the highest val_acc first
+                assert "orderByKey=metrics.%60val_acc%60" in best_link
+                driver.get(best_link)
+                ranked = sorted(trials, key=lambda r: -r.data.metrics["val_acc"])
+                wait.until(EC.visibility_of_element_located(link(ranked[0])))
+                wait.until(EC.visibility_of_element_located(link(ranked[1])))
+                if ranked[0].data.metrics["val_acc"] > ranked[1].data.metrics["val_acc"]:
+                    assert row_index(ranked[0]) < row_index(ranked[1])
+                assert not driver.find_elements(*link(campaign))
+                driver.save_screenshot(str(tmp_path / "best.png"))
+                driver.get(runs_link)  # the whole table again, not the filter the page last had
+                wait.until(EC.visibility_of_element_located(link(campaign)))
 
                 # the assistant panel, where there is one, covers the table's right half in the screenshot
                 close = By.CSS_SELECTOR, "button[data-component-id='mlflow.assistant.chat_panel.close']"
