@@ -20,8 +20,12 @@ random search to each history size in turn. At each size:
   of the command, imports only, for comparison); ``status``, ``leaderboard --top 20`` and
   ``report``, each timed in this process; reading the top 5 for a warm start; the SQLite file.
 
+- the MLflow UI (``archsearch ui`` and headless Chromium, where :mod:`search.bench.browser` can
+  drive one): seconds from opening the campaign's link to its row, then to its trials expanded,
+  and from opening its best-trials link to the best trial's row.
+
 How each cost grows: the exponent of a log-log fit over the sizes (0: flat, 1: linear in the
-history). The MLflow UI's rendering of a large campaign is not measured here.
+history).
 """
 
 from __future__ import annotations
@@ -172,7 +176,7 @@ def measure_size(runs: Path, space_path: Path, size: int, repeats: int) -> dict:
     from ..campaign import open_store
 
     store = open_store(runs, None)
-    before = len(store.require(NAME).trials()) if store.find(NAME) is not None else 0
+    before = trial_count(store) if store.find(NAME) is not None else 0
     per_trial = grow(store, runs, space_path, size, before)
     out: dict[str, Any] = {"history": size, "added": size - before, **per_trial}
     paced = grow(store, runs, space_path, size + PACED, size, pace=PACE)
@@ -181,9 +185,16 @@ def measure_size(runs: Path, space_path: Path, size: int, repeats: int) -> dict:
     out["tpe"] = tpe_at(store, repeats)
     out["resume"] = killed_and_resumed(runs, size + PACED)
     out["commands"] = commands(runs, store)
+    out["ui"] = ui_at(runs, store)
     out["sqlite_mb"] = (runs / "mlflow.db").stat().st_size / 2**20
-    out["trials_after"] = len(store.require(NAME).trials())  # the killed and resumed drivers' too
+    out["trials_after"] = trial_count(store)  # the killed and resumed drivers' too
     return out
+
+
+def trial_count(store: Any) -> int:
+    """The campaign's trials (numbers), each counted once however many attempts it took: a driver
+    killed while a trial ran leaves one, which the resume runs again."""
+    return len({r.trial for r in store.require(NAME).trials()})
 
 
 def grow(store: Any, runs: Path, space_path: Path, size: int, before: int, pace: float = 0.0) -> dict:
@@ -361,6 +372,20 @@ def commands(runs: Path, store: Any) -> dict:
     return out
 
 
+def ui_at(runs: Path, store: Any) -> dict:
+    """The UI's pages of the campaign, timed in headless Chromium ({"skipped": why} where it cannot
+    be driven here)."""
+    from . import browser
+
+    why = browser.missing()
+    if why is not None:
+        return {"skipped": why}
+    campaign = store.require(NAME)
+    scored = [r for r in campaign.trials() if math.isfinite(r.metrics.get("val_acc", math.nan))]
+    top = max(scored, key=lambda r: r.metrics["val_acc"])
+    return browser.page_seconds(runs, NAME, campaign.run_id, top.run_id, env=environment_vars())
+
+
 # ---------------------------------------------------------------- what it says
 
 
@@ -380,6 +405,9 @@ def figures(row: dict) -> dict[str, float]:
         "leaderboard s": row["commands"]["leaderboard_top20"],
         "report s": row["commands"]["report"],
         "warm start s": row["commands"]["warm_start_top5"],
+        "UI campaign row s": row["ui"].get("campaign_row_seconds"),
+        "UI trials expanded s": row["ui"].get("trials_expanded_seconds"),
+        "UI best trials s": row["ui"].get("best_trials_seconds"),
         "SQLite MB": row["sqlite_mb"],
     }
 
@@ -393,7 +421,7 @@ def growth(rows: list[dict]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for key in figures(rows[0]):
         values = [figures(r)[key] for r in rows]
-        if min(values) <= 0:
+        if None in values or min(values) <= 0:
             out[key] = None
             continue
         ys = [math.log(v) for v in values]
@@ -409,7 +437,8 @@ def show(r: dict, env: dict) -> None:
     for key in figures(r["sizes"][0]):
         k = r["growth"].get(key)
         fitted = "-" if k is None else f"n^{k:.2f}"
-        rows.append((key, *(f"{figures(s)[key]:.3g}" for s in r["sizes"]), fitted))
+        cells = (figures(s)[key] for s in r["sizes"])
+        rows.append((key, *("-" if v is None else f"{v:.3g}" for v in cells), fitted))
     print(table(rows))
     print(
         f"  (resume s: a driver SIGKILLed while its trials ran, then `run --resume` in a process of its own, "
@@ -418,5 +447,9 @@ def show(r: dict, env: dict) -> None:
         "status, leaderboard --top 20, report: in this process. tracking: a trial's run started, "
         "finished (its files too) and the campaign's progress, as the driver waits for them; MLflow: "
         f"the client's calls, in the background, per trial. critical path: {PACED} trials of "
-        f"{PACE:g} s at each size, from the end of one to the start of the next, median)"
+        f"{PACE:g} s at each size, from the end of one to the start of the next, median. UI: "
+        "`archsearch ui` in headless Chromium, each link opened afresh)"
     )
+    skipped = {s["ui"]["skipped"] for s in r["sizes"] if "skipped" in s["ui"]}
+    for why in skipped:
+        print(f"  (the UI was not measured: {why})")

@@ -1,77 +1,17 @@
-"""The MLflow UI in a real browser: a campaign's trials are listed under its campaign run.
+"""The MLflow UI in a real browser: a campaign's trials are listed under its campaign run, and its
+best trials under their own link (the browser's machinery: ``search.bench.browser``; `.ci/run`
+installs Chromium)."""
 
-Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them) and selenium (the `dev`
-extra). MLflow 3.x opens an experiment in its GenAI view; `?workflowType=machine_learning` asks for
-the model-training view, which shows the runs table. Nested runs are collapsed under their parent:
-the parent's Run Name cell holds an expand button, and the children, once expanded, follow the
-parent as indented rows.
-"""
-
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
+from search.bench.browser import CHROMEDRIVER, chromium, free_port, start_ui, stop, wait_until_served
 from search.cli import main
 from tests.conftest import ROOT
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 WAIT_S = 30  # for the page to render (the first load compiles a large bundle on a 2-core CPU)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_served(proc, port, log, timeout=120.0):
-    """Polls the REST API until it lists the experiments; fails early if the UI exits."""
-    url = f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"`archsearch ui` exited with {proc.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return json.loads(response.read())["experiments"]
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"the UI did not answer on port {port} in {timeout} s:\n{log.read_text()}")
-
-
-def _stop(proc):
-    """SIGTERM to the UI's process group (archsearch, mlflow, uvicorn), then SIGKILL what is left."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            os.killpg(proc.pid, 0)  # ProcessLookupError once the whole group is gone
-            time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait(timeout=30)
-
-
-def _chromium():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900"):
-        options.add_argument(argument)
-    options.binary_location = str(CHROMIUM)
-    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
 
 
 @pytest.mark.slow
@@ -80,6 +20,7 @@ def _chromium():
     reason=f"no {CHROMEDRIVER} (apt-get install chromium chromium-driver)",
 )
 def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp_path):
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -92,22 +33,13 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
     trials.sort(key=lambda r: int(r.data.tags["archsearch.trial"]))
     assert [r.info.run_name[:5] for r in trials] == ["t000 ", "t001 "]
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "ui.log"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "search", "ui", "--runs", str(runs), "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_ui(runs, port, log, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        driver = _chromium()  # starts while the UI starts
+        driver = chromium()  # starts while the UI starts
         try:
-            served = _wait_until_served(proc, port, log)
+            served = wait_until_served(proc, port, log)
             assert exp.experiment_id in [e["experiment_id"] for e in served]
             try:
                 # the links `archsearch ui` printed: the campaign's runs, its best trials
@@ -151,8 +83,11 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
                 ranked = sorted(trials, key=lambda r: -r.data.metrics["val_acc"])
                 wait.until(EC.visibility_of_element_located(link(ranked[0])))
                 wait.until(EC.visibility_of_element_located(link(ranked[1])))
-                if ranked[0].data.metrics["val_acc"] > ranked[1].data.metrics["val_acc"]:
-                    assert row_index(ranked[0]) < row_index(ranked[1])
+                if ranked[0].data.metrics["val_acc"] > ranked[1].data.metrics["val_acc"]:  # once sorted
+                    rerendered = (StaleElementReferenceException, NoSuchElementException)
+                    WebDriverWait(driver, WAIT_S, poll_frequency=0.2, ignored_exceptions=rerendered).until(
+                        lambda d: row_index(ranked[0]) < row_index(ranked[1])
+                    )
                 assert not driver.find_elements(*link(campaign))
                 driver.save_screenshot(str(tmp_path / "best.png"))
                 driver.get(runs_link)  # the whole table again, not the filter the page last had
@@ -169,7 +104,7 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
         finally:
             driver.quit()
     finally:
-        _stop(proc)
+        stop(proc)
 
     png = (tmp_path / "experiment.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000

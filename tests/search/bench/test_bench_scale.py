@@ -4,6 +4,8 @@ figure there, and the growth fit.
 Smoke tests only: the numbers are measured by running the benchmarks, never asserted here.
 """
 
+import os
+
 import pytest
 
 from search.bench.scale import AFTER_KILL, PACED, grown, growth
@@ -25,6 +27,11 @@ def test_scale(tmp_path, capsys):
         assert s["mlflow_calls"]["create_run"] == s["added"] + (i == 0)
         assert positive(s["tpe"]["ask_ms"], s["resume"]["first_trial_seconds"], s["sqlite_mb"])
         assert positive(*s["commands"].values()) and len(s["commands"]) == 4
+        ui = s["ui"]  # measured where Chromium can be driven, as under CI=true
+        if "skipped" not in ui or os.environ.get("CI") == "true":
+            seconds = ("campaign_row_seconds", "trials_expanded_seconds", "best_trials_seconds")
+            assert positive(*(ui[k] for k in seconds))
+            assert ui["rows_shown"] > 1
     assert set(r["growth"]) >= {"platform ms/trial", "TPE ask ms", "resume s", "status s"}
     assert "growth" in capsys.readouterr().out
 
@@ -44,6 +51,7 @@ def test_the_sizes_leave_room_for_a_killed_driver_and_growth_is_the_log_log_slop
             "resume": {"first_trial_seconds": 3.0},
             "commands": {"status": 1.0, "leaderboard_top20": 1.0, "report": 1.0, "warm_start_top5": 0.0},
             "sqlite_mb": 1.0,
+            "ui": {"skipped": "no browser"},
         }
         for n in (100, 1000, 10000)
     ]
@@ -52,4 +60,5 @@ def test_the_sizes_leave_room_for_a_killed_driver_and_growth_is_the_log_log_slop
     assert fitted["TPE ask ms"] == pytest.approx(1.0)
     assert fitted["history rebuild ms"] == pytest.approx(2.0)
     assert fitted["warm start s"] is None  # not above zero: no exponent
+    assert fitted["UI best trials s"] is None  # not measured
     assert growth(rows[:1])["TPE ask ms"] is None
