@@ -127,13 +127,14 @@ class Search:
         obs, obs_loss, posterior = self._posterior
         fake_0 = max(max(observed.tids), trial) + 2
         fake_ids = list(range(fake_0, fake_0 + self.tpe["candidates"]))
+        given = observed.copy()  # hyperopt's to use as it likes
         memo = {
             domain.s_new_ids: fake_ids,
             domain.s_rng: np.random.default_rng(seed),
-            obs_loss["idxs"]: list(observed.tids),
-            obs_loss["vals"]: list(observed.losses),
-            obs["idxs"]: {k: list(v) for k, v in observed.idxs.items()},
-            obs["vals"]: {k: list(v) for k, v in observed.vals.items()},
+            obs_loss["idxs"]: given.tids,
+            obs_loss["vals"]: given.losses,
+            obs["idxs"]: given.idxs,
+            obs["vals"]: given.vals,
         }
         idxs, vals = pyll.rec_eval(posterior, memo=memo, print_node_on_error=False)
         for label, param in domain.params.items():  # hyperopt's offset of randint(low, high)

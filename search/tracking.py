@@ -271,7 +271,7 @@ class Store:
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except MlflowException as e:
+        except (MlflowException, SQLAlchemyError) as e:  # the latter: a SQL store read directly
             raise TrackingError(
                 f"tracking store {self.uri}: {what} failed: {error_line(e, 300, typed=False)}"
             ) from None
@@ -484,14 +484,8 @@ class Campaign:
         self.flush()
         engine = self.store.engine
         if engine is not None:
-            try:
-                records = sql_trials(engine, self.experiment_id, kind)
-            except SQLAlchemyError as e:
-                why = error_line(e, 300, typed=False)
-                raise TrackingError(
-                    f"tracking store {self.store.uri}: reading trials failed: {why}"
-                ) from None
-            return sorted(records, key=lambda t: (t.trial, t.attempt))
+            out = self.store._call("reading trials", sql_trials, engine, self.experiment_id, kind)
+            return sorted(out, key=lambda t: (t.trial, t.attempt))
         out, token = [], None
         while True:
             page = self.store._call(

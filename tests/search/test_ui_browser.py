@@ -7,7 +7,15 @@ import os
 import pytest
 from mlflow import MlflowClient
 
-from search.bench.browser import CHROMEDRIVER, chromium, free_port, start_ui, stop, wait_until_served
+from search.bench.browser import (
+    CHROMEDRIVER,
+    chromium,
+    expand_button,
+    free_port,
+    start_ui,
+    stop,
+    wait_until_served,
+)
 from search.cli import main
 from tests.conftest import ROOT
 
@@ -60,11 +68,7 @@ def test_the_experiment_page_lists_the_trials_under_the_campaign(tiny, runs, tmp
                 # trials are nested under the campaign run: collapsed at first, a click on the campaign
                 # row's expand button (the one button in its Run Name cell) lists them
                 if not driver.find_elements(*link(trials[0])):
-                    expand = (
-                        By.CSS_SELECTOR,
-                        f"div[role='row'][row-id='{campaign.info.run_id}'] div[col-id*='Run Name'] button",
-                    )
-                    wait.until(EC.element_to_be_clickable(expand)).click()
+                    wait.until(EC.element_to_be_clickable(expand_button(campaign.info.run_id))).click()
                 shown = [wait.until(EC.visibility_of_element_located(link(t))) for t in trials]
 
                 def row_index(run):  # the row's place in the table
