@@ -27,8 +27,7 @@ import torch
 from torch import nn
 
 from .layers import ACTIVATIONS, NORMS, POOLS, FBCorr, Shape, pick
-
-HEAD_POOLS = ("flatten", "avg", "max")
+from .names import HEAD_POOLS, Limits
 
 
 class InvalidArchitecture(ValueError):
@@ -44,15 +43,6 @@ class Step:
     out_shape: Shape
     params: int
     macs: int
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Budgets an architecture must respect; None means no limit."""
-
-    max_params: int | None = None
-    max_features: int | None = None  # inputs to the classifier head
-    max_macs: int | None = None  # multiply-accumulates per image
 
 
 @dataclass

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-PADDINGS = ("valid", "same")
+from .names import PADDINGS
 
 # Added to the divisor and to the threshold of lnorm, as in the original code.
 LNORM_EPS = 1e-4

@@ -16,7 +16,8 @@ leads back to where it started (tests/search/test_layout.py checks both against 
                   prune.py     early stopping: ASHA, the median rule, the stop at chance
                   fidelity.py  multi-fidelity: rungs of data size and epochs, promotions (BOHB)
                   cost.py      a trial's training time, predicted before it starts
-    4 one trial   trial.py     the contract: Outcome, TrialResult, what evaluators share
+    4 one trial   outcome.py   how a trial ended (Outcome) and how outcomes count: no torch
+                  trial.py     the contract: TrialResult, what evaluators share
                   train.py     the training evaluator (backprop)
                   screen.py    the screening evaluator (random filters, ridge read-out)
                   evaluate.py  the evaluators by training.mode

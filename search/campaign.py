@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .data import Data, load_data
 from .errors import UserError
 from .settings import PATIENCE, RUNS, Settings, resolve, tracking_uri
 from .space import Space
 from .tracking import Campaign, Store
+
+if TYPE_CHECKING:
+    from .data import Data
 
 
 def open_store(runs: Path, tracking_flag: str | None, patience: float = PATIENCE) -> Store:
@@ -45,6 +47,8 @@ def resume_settings(store: Store, name: str, overrides: list[str], **run: Any) -
 
 def space_data(space: Space, cache_dir: Path, data_dir: Path | None) -> Data:
     """The dataset a space's data block describes, loaded and split."""
+    from .data import load_data  # torch: not for the commands that only read a campaign back
+
     d = dict(space.data)
     return load_data(d.pop("dataset"), **d, cache_dir=cache_dir, data_dir=data_dir)
 

@@ -332,9 +332,9 @@ class Leaderboard(Command):
     def run(self, args: argparse.Namespace) -> int:
         import pandas as pd
 
-        from .results import leaderboard, varying
+        from .results import campaign_board, varying
 
-        df = leaderboard(store_of(args).require(args.name).trials(), top=args.top, include_failed=args.all)
+        df = campaign_board(store_of(args).require(args.name), args.top, include_failed=args.all)
         if args.format == "csv":
             df.to_csv(sys.stdout, index=False)
         elif args.format == "json":
@@ -539,7 +539,7 @@ class Ui(Command):
             # the runs table (MLflow's experiment page opens on its GenAI overview otherwise), with
             # its filter and order in the link (else the UI shows the last ones used there)
             print(f"  {name}: {runs_page(home, campaign.experiment_id)}", flush=True)
-            best = best_filter(campaign.trials(), BEST_SHOWN)
+            best = best_filter(campaign.trials(params=False), BEST_SHOWN)
             if best is not None:
                 link = runs_page(home, campaign.experiment_id, best, "metrics.`val_acc`")
                 print(f"    its {BEST_SHOWN} best trials: {link}", flush=True)
@@ -677,13 +677,20 @@ COMMANDS: dict[str, Command] = {
 # ---------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Given the arguments, the options of the command they name
+    only (the others' names and help): ``bench``'s options import every benchmark, and with
+    them torch and hyperopt, which ``status`` (say) does without."""
     parser = argparse.ArgumentParser(
         prog="archsearch", description="Architecture search over the Pinto & Cox model family."
     )
     commands = parser.add_subparsers(dest="command_name", required=True, metavar="COMMAND")
+    named = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
     for command in COMMANDS.values():
-        command.add_to(commands)
+        if argv is None or command.name == named:
+            command.add_to(commands)
+        else:
+            commands.add_parser(command.name, help=command.help, description=command.description)
     return parser
 
 
@@ -719,7 +726,8 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     configure_logging(args)
     try:
         if getattr(args, "runs", None) is not None:

@@ -26,7 +26,8 @@ from typing import Any
 
 from .errors import UserError, error_line
 from .executor import Event, Handler, Job, device_of, run_job, where
-from .trial import Outcome, TrialResult
+from .outcome import Outcome
+from .trial import TrialResult
 
 CONNECT_TIMEOUT = 30  # seconds to reach the scheduler
 CAPACITY_EVERY = 5.0  # seconds between readings of the cluster's size

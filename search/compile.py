@@ -14,7 +14,9 @@ A decoded sample is a config, plain values only (never choice indices)::
 
 with a canonical JSON form (:func:`to_json`) and short hashes of the
 architecture (:func:`arch_hash`) and of the whole config (:func:`config_hash`);
-:func:`flatten` gives the dotted ``{label: value}`` view used for tracking.
+:func:`flatten` gives the dotted ``{label: value}`` view used for tracking. hyperopt is
+imported where a space is compiled, sampled or decoded, not by those helpers, which the commands
+that read a campaign back use without it.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from hyperopt import hp, pyll, space_eval
-from hyperopt.pyll import scope
 
 from .space import Block, Choice, Dist, Fixed, Node, Point, Space, SpaceError
 
@@ -52,6 +52,9 @@ class _Labels:
 
 
 def _dist(label: str, d: Dist) -> Any:
+    from hyperopt import hp
+    from hyperopt.pyll import scope
+
     a = d.args
     if d.kind == "int":  # every integer in [low, high] equally likely
         expr = hp.quniform(label, a[0] - 0.4999, a[1] + 0.4999, 1)
@@ -82,6 +85,8 @@ def _compile(node: Node, label: str, labels: _Labels, alt: str = "") -> Any:
         return labels.get(label, node, lambda lab: _dist(lab, node), alt)
 
     def choice(lab: str) -> Any:
+        from hyperopt import hp
+
         names = _alt_names(node)
         options = [
             _compile(o, lab, labels, names[i]) if isinstance(o, Block) else _compile(o, f"{lab}@{i}", labels)
@@ -172,6 +177,8 @@ class CompiledSpace:
     """A Space compiled into one hyperopt expression (``expr``), with decoding helpers."""
 
     def __init__(self, space: Space):
+        from hyperopt import hp
+
         self.space = space
         labels = _Labels()
         self._nodes = labels.nodes
@@ -206,6 +213,8 @@ class CompiledSpace:
 
     def sample(self, n: int, seed: int = 0) -> list[dict]:
         """``n`` configs drawn at random (the same seed gives the same configs)."""
+        from hyperopt import pyll
+
         rng = np.random.default_rng(seed)
         return [plain(pyll.stochastic.sample(self.expr, rng=rng)) for _ in range(n)]
 
@@ -214,6 +223,8 @@ class CompiledSpace:
 
         Choice labels carry option indices there; the config holds the chosen values.
         """
+        from hyperopt import space_eval
+
         values = {}
         for label, value in assignment.items():
             if isinstance(value, (list, tuple)):  # misc vals: [value], or [] where inactive

@@ -42,9 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError, error_line
+from .outcome import Outcome, outcome_counts
 from .settings import RUNS
 from .text import table
-from .trial import Outcome, outcome_counts
 
 ROOT = Path(__file__).resolve().parent.parent  # the project: spaces/ lives here
 
@@ -175,7 +175,7 @@ class Doctor:
         wall = time.perf_counter() - t0
         from .results import best, latest_attempts
 
-        trials = latest_attempts(self.campaign().trials())
+        trials = latest_attempts(self.campaign().trials(params=False))
         ended = [r for r in trials if r.outcome.ended]
         counts = {str(o): n for o, n in outcome_counts(r.outcome for r in trials).items()}
         if counts.get("running"):

@@ -32,9 +32,10 @@ from .cost import CostModel
 from .errors import TrackingError, UserError, error_line
 from .executor import Event, Executor, Job
 from .fidelity import Ladder, Rung, offset, rungs_of
+from .outcome import Outcome
 from .prune import Pruner
 from .suggest import Search, trial_seed
-from .trial import Outcome, TrialResult
+from .trial import TrialResult
 
 MAX_FAILURES_IN_ROW = 10
 MAX_ATTEMPTS = 3  # runs of a trial whose worker dies: the first and two retries
@@ -68,8 +69,8 @@ class Recorder(Protocol):
 
     name: str
 
-    def trials(self) -> list[Any]: ...  # every trial run read back: TrialRecord
-    def metric_history(self, run_id: str, key: str) -> list[Any]: ...
+    def trials(self, params: bool = True) -> list[Any]: ...  # every trial run read back: TrialRecord
+    def metric_histories(self, key: str, runs: list[str]) -> dict[str, list[float]]: ...
     def mark_killed(self, record: Any, reason: str) -> None: ...
     def start_trial(
         self,
@@ -165,7 +166,8 @@ def rebuild(
     campaign each rung's model and results get what the trials gave there, and a trial whose
     promotion was interrupted is ok again at the rung it ended (it may be promoted again)."""
     state = State()
-    records = campaign.trials()
+    records = campaign.trials(params=False)
+    histories = campaign.metric_histories("val_acc", [r.run_id for r in records]) if pruner.active else {}
     for r in records:
         m = r.metrics
         state.compute += m.get("train_seconds", 0.0)
@@ -179,7 +181,7 @@ def rebuild(
             state.records[r.trial] = r
             tell(models, ladder, r.trial, r.vals, r.outcome, r.loss, rung, below=m)
             if pruner.active and r.outcome.learned:
-                pruner.history(r.trial, [m.value for m in campaign.metric_history(r.run_id, "val_acc")])
+                pruner.history(r.trial, histories.get(r.run_id, []))
             if r.outcome.learned:
                 seconds = m.get("train_seconds", 0.0)
                 at = cost(rung)  # the cost model of the rung it ended (screened or trained)

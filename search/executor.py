@@ -40,7 +40,8 @@ import torch
 from .data import Data, DataError, load_data
 from .errors import UserError
 from .evaluate import evaluate
-from .trial import DeviceFailed, Outcome, TrialResult, device_name, release_memory, resolve_device
+from .outcome import Outcome
+from .trial import DeviceFailed, TrialResult, device_name, release_memory, resolve_device
 
 Handler = Callable[["Event"], None]
 GPU_RESERVE = 0.05  # of a shared GPU's memory left out of the trials' shares (CUDA contexts, others)

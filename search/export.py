@@ -40,9 +40,9 @@ from models import build_model
 from .campaign import load_campaign
 from .data import Data
 from .errors import UserError
+from .outcome import Outcome
 from .results import ranked
 from .tracking import TAG, Campaign, TrialRecord
-from .trial import Outcome
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
 CHECK_BATCH = 256  # validation images used by the self-check
@@ -119,7 +119,7 @@ mlflow.models.set_model(ArchsearchModel())
 
 def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | None = None) -> TrialRecord:
     """The trial to export: a run id, a trial number, or the best finished trial (lowest loss)."""
-    records = campaign.trials()
+    records = campaign.trials(params=False)
     if run_id is not None:
         found = [r for r in records + campaign.trials("final") if r.run_id == run_id]
         if not found:

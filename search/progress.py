@@ -13,8 +13,8 @@ import time
 from typing import Any, TextIO
 
 from .compile import arch_name
+from .outcome import Outcome
 from .text import duration
-from .trial import Outcome
 
 
 class Progress:

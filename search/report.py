@@ -41,10 +41,10 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from .errors import UserError
+from .outcome import Outcome, counts_text, outcome_counts
 from .results import SHOWN, latest_attempts, leaderboard, run_status, varying, varying_params
 from .text import si
 from .tracking import TAG, Campaign, TrialRecord
-from .trial import Outcome, counts_text, outcome_counts
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,15 @@ import math
 import os
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
 from .cost import accuracy_line
+from .outcome import ENDED, Outcome, counts_text, outcome_counts
 from .text import duration, plural
 from .tracking import TAG, Campaign, TrialRecord
-from .trial import ENDED, Outcome, counts_text, outcome_counts
 
 # Metric columns of the leaderboard, in order.
 METRICS = ("val_acc", "best_val_acc", "val_loss", "params", "macs", "train_seconds", "images_per_second")
@@ -99,7 +100,7 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
     """Progress of a campaign: trials by outcome, best so far, elapsed, ETA."""
     run = campaign.run()
     tags = run.data.tags
-    records = campaign.trials()
+    records = campaign.trials(params=False)
     ended = [r for r in latest_attempts(records) if r.outcome.ended]
     running = [r for r in records if r.outcome == Outcome.RUNNING]
     killed = sum(1 for r in records if r.outcome == Outcome.KILLED)
@@ -190,17 +191,23 @@ def _value(text: str) -> object:
 
 
 def leaderboard(
-    records: list[TrialRecord], top: int | None = None, include_failed: bool = False
+    records: list[TrialRecord],
+    top: int | None = None,
+    include_failed: bool = False,
+    with_params: Callable[[list[TrialRecord]], list[TrialRecord]] | None = None,
 ) -> pd.DataFrame:
     """A campaign's trials (highest final validation accuracy first, the best ``top``; None: all)
     with their config values; in a multi-fidelity campaign, the highest rung first, with a
-    ``rung`` column."""
+    ``rung`` column. ``with_params``: the rows shown with their params, for records read
+    without (``Campaign.with_params``)."""
     shown = [
         r
         for r in latest_attempts(records)
         if r.outcome == Outcome.OK or (include_failed and r.outcome in ENDED)
     ]
     shown = sorted(shown, key=_board_order)[:top]  # only the rows shown are built: fast at 10,000
+    if with_params is not None:
+        shown = with_params(shown)
     rows = []
     for r in shown:
         row: dict[str, object] = {
@@ -227,6 +234,13 @@ def leaderboard(
     for col in ("params", "macs"):
         df[col] = df[col].astype("Int64")
     return df.reset_index(drop=True)
+
+
+def campaign_board(campaign: Campaign, top: int | None, include_failed: bool = False) -> pd.DataFrame:
+    """A campaign's :func:`leaderboard`, read as ``archsearch leaderboard`` reads it: its trials
+    without their params, then the params of the rows shown."""
+    records = campaign.trials(params=False)
+    return leaderboard(records, top, include_failed, with_params=campaign.with_params)
 
 
 def best_filter(records: list[TrialRecord], top: int = 20) -> str | None:

@@ -27,13 +27,14 @@ from models import build_model
 from .campaign import load_campaign, space_data
 from .data import Data
 from .errors import UserError, error_line
+from .outcome import Outcome
 from .results import ranked
 from .space import Space
 from .suggest import trial_seed
 from .text import plural
 from .tracking import TAG, Campaign, TrialRecord
 from .train import amp_of, step_seconds, steps_per_epoch, train, validate
-from .trial import Outcome, cpu_state, device_name, resolve_device, seeded
+from .trial import cpu_state, device_name, resolve_device, seeded
 
 SPEED_EPOCHS = 5  # a final training's recent epochs that plan the rest
 
@@ -51,7 +52,7 @@ class Final:
 
 
 def best_trials(campaign: Campaign, top: int) -> list[TrialRecord]:
-    ok = ranked(campaign.trials())
+    ok = ranked(campaign.trials(params=False))
     if not ok:
         raise UserError(f"campaign {campaign.name!r} has no finished trial yet; nothing to retrain")
     return ok[:top]
@@ -184,7 +185,7 @@ def final_stage(
     train; planned from training steps timed on ``data``, then again after each epoch), else
     twice the trial's."""
     settings = space.search["final"]
-    ok = ranked(campaign.trials())[: settings["top"]]
+    ok = ranked(campaign.trials(params=False))[: settings["top"]]
     finals = campaign.trials("final")
     for r in finals:
         if r.outcome == Outcome.RUNNING:

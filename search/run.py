@@ -28,6 +28,7 @@ from .driver import Interrupts, Loop
 from .errors import TrackingError, UserError
 from .evaluate import evaluate
 from .executor import DataSpec, Executor, Inline, Job, Processes, visible_gpus, worker_limit
+from .outcome import counts_text, outcome_counts
 from .progress import Progress
 from .results import ranked
 from .retrain import Final, final_data, final_stage
@@ -36,7 +37,7 @@ from .space import SpaceError, read_yaml
 from .suggest import trial_seed
 from .text import duration, plural
 from .tracking import TAG, Campaign, Store
-from .trial import DeviceFailed, counts_text, device_name, outcome_counts, planned, resolve_device
+from .trial import DeviceFailed, device_name, planned, resolve_device
 
 
 def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int:
@@ -239,7 +240,7 @@ def given_points(settings: Settings, store: Store, compiled: CompiledSpace) -> l
     found: list[tuple[dict, str]] = []
     if settings.warm_start:
         earlier = store.require(settings.warm_start)
-        ok = ranked(earlier.trials())
+        ok = ranked(earlier.trials(params=False))
         if not ok:
             raise UserError(f"--warm-start {settings.warm_start}: that campaign has no finished trial yet")
         for r in ok[: settings.warm_top]:

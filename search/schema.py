@@ -13,9 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from models import INITS
-from models.builder import HEAD_POOLS
-from models.functional import PADDINGS
+from models.names import HEAD_POOLS, INIT_NAMES, PADDINGS
 
 from .datasets import check_dataset_name
 
@@ -133,7 +131,7 @@ FILTERS = Rec(
         "count": _int(),  # filters in the bank
         "size": _int(),  # pixels (size x size)
         "stride": _int(default=1),  # pixels
-        "init": Enum(tuple(INITS), default="kaiming_normal"),
+        "init": Enum(INIT_NAMES, default="kaiming_normal"),
         "trainable": Flag(True),  # false: filters stay as drawn (screening)
     }
 )

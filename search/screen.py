@@ -28,7 +28,8 @@ from torch import nn
 from models import InvalidArchitecture, Limits, build_model
 
 from .data import Data
-from .trial import Outcome, TrialResult, cpu_state, deadline_check, failures, planned, release_memory
+from .outcome import Outcome
+from .trial import TrialResult, cpu_state, deadline_check, failures, planned, release_memory
 
 SCREEN_BATCH = 256  # images per forward pass when extracting features on a GPU
 SCREEN_BATCH_CPU = 16  # and on a CPU, where large batches only cost memory

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from models import Limits
+from models.names import Limits
 
 from . import schema as S
 from .datasets import DATASETS

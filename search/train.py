@@ -23,9 +23,9 @@ from torch import nn
 from models import Limits, build_model
 
 from .data import Data
+from .outcome import Outcome
 from .trial import (
     Diverged,
-    Outcome,
     TrialResult,
     cpu_state,
     deadline_check,

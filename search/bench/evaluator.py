@@ -21,9 +21,9 @@ from models import build_model
 from ..compile import arch_name
 from ..errors import UserError
 from ..options import DATA_DIR, data_dir, positive_int
+from ..outcome import Outcome
 from ..settings import RUNS
 from ..text import si, table
-from ..trial import Outcome
 from .harness import (
     DEVICE,
     SETS,

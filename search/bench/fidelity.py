@@ -25,9 +25,9 @@ import pandas as pd
 
 from ..errors import UserError
 from ..options import DATA_DIR, data_dir, positive_int
+from ..outcome import Outcome
 from ..settings import RUNS
 from ..text import table
-from ..trial import Outcome
 from .harness import (
     DEVICE,
     SETS,

@@ -381,7 +381,7 @@ def timed_campaign(
 
 def _trial_figures(ended: list, began: float, wall: float, workers: int) -> dict:
     """What a timed campaign's trials (in order of start) say of its speed."""
-    from ..trial import outcome_counts
+    from ..outcome import outcome_counts
 
     seconds = [r.end_time - r.start_time for r in ended]
     train = [r.metrics["train_seconds"] for r in ended if r.metrics.get("train_seconds")]

@@ -159,7 +159,7 @@ def timed_evaluator(stats: dict, device: torch.device) -> Callable[..., Any]:
 
 def measure(args: argparse.Namespace, device: torch.device, overrides: list[str], profiler: Any) -> dict:
     """The campaign, its parts timed; the evaluator's own time apart."""
-    from .. import campaign, driver, run, suggest, tracking
+    from .. import data, driver, run, suggest, tracking
     from ..settings import resolve
 
     stats: dict = {"evaluator": 0.0, "callbacks": 0.0, "outcomes": {}, "trial_seconds": [], "per_trial": []}
@@ -191,7 +191,7 @@ def measure(args: argparse.Namespace, device: torch.device, overrides: list[str]
         for method in MLFLOW_METHODS:
             timers.patch(store.client, method, f"mlflow.{method}", group="mlflow")
         for owner, attr, key in (
-            (campaign, "load_data", "data load"),
+            (data, "load_data", "data load"),
             (driver.Loop, "run", "trials loop"),
             (tracking.Store, "create", "campaign create"),
             (tracking.Campaign, "acquire", "campaign lock"),

@@ -18,7 +18,9 @@ random search to each history size in turn. At each size:
 - the campaign: the driver killed with SIGKILL while its trials run, then ``archsearch run
   --resume`` in a process of its own: seconds to its first new trial (and those of a bare start
   of the command, imports only, for comparison); ``status``, ``leaderboard --top 20`` and
-  ``report``, each timed in this process; reading the top 5 for a warm start; the SQLite file.
+  ``report``, each timed in this process, and ``archsearch status`` and ``leaderboard`` as a user
+  types them (processes of their own: MLflow's imports included); reading the top 5 for a warm
+  start; the SQLite file.
 
 - the MLflow UI (``archsearch ui`` and headless Chromium, where :mod:`search.bench.browser` can
   drive one): seconds from opening the campaign's link to its row, then to its trials expanded,
@@ -144,7 +146,7 @@ class Scale(Benchmark):
             runs.mkdir(parents=True, exist_ok=True)
             space_path = runs.parent / "scale.yaml" if not args.keep else runs / "scale.yaml"
             space_path.write_text(SCALE_SPACE)
-            bare = bare_start()
+            bare, bare_read = bare_start(), bare_start(READ_IMPORTS)
             measured = [measure_size(runs, space_path, n, args.repeats) for n in grown(history_sizes)]
         results = {
             "benchmark": "scale",
@@ -152,6 +154,7 @@ class Scale(Benchmark):
             "objective": LABEL,
             "space": "built-in scale (digits at 28x28)",
             "bare_start_seconds": bare,
+            "bare_read_start_seconds": bare_read,
             "sizes": measured,
             "growth": growth(measured),
         }
@@ -194,7 +197,7 @@ def measure_size(runs: Path, space_path: Path, size: int, repeats: int) -> dict:
 def trial_count(store: Any) -> int:
     """The campaign's trials (numbers), each counted once however many attempts it took: a driver
     killed while a trial ran leaves one, which the resume runs again."""
-    return len({r.trial for r in store.require(NAME).trials()})
+    return len({r.trial for r in store.require(NAME).trials(params=False)})
 
 
 def grow(store: Any, runs: Path, space_path: Path, size: int, before: int, pace: float = 0.0) -> dict:
@@ -298,9 +301,14 @@ def environment_vars() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
 
 
-def bare_start() -> float:
-    """Seconds of starting the command's process and importing what a resume imports, nothing run."""
-    code = "import search.bench.synthetic_run, mlflow, torch"
+RESUME_IMPORTS = "import search.bench.synthetic_run, mlflow, torch"
+# what `archsearch status` imports before it reads: MLflow's client and its SQL store
+READ_IMPORTS = "import search.cli, search.results, search.campaign, mlflow.store.tracking.sqlalchemy_store"
+
+
+def bare_start(code: str = RESUME_IMPORTS) -> float:
+    """Seconds of starting a process and importing what ``code`` imports, nothing run: by default
+    what a resume imports."""
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], check=True, env=environment_vars())
     return time.perf_counter() - t
@@ -346,11 +354,12 @@ def timed_process(cmd: list[str], kill_after: int | None) -> tuple[float, int]:
 def commands(runs: Path, store: Any) -> dict:
     """Seconds of what the commands that read a campaign back do, each in this process (imports
     done) with a store of its own: ``status``, ``leaderboard --top 20`` (its table printed),
-    ``report``, and the top 5 read for ``--warm-start``."""
+    ``report``, and the top 5 read for ``--warm-start``; then ``archsearch status`` and
+    ``archsearch leaderboard --top 20`` as a user types them, each a process of its own."""
     from ..campaign import open_store
     from ..compile import CompiledSpace
     from ..report import snapshot, write_report
-    from ..results import leaderboard, status_text, varying
+    from ..results import campaign_board, status_text, varying
     from ..run import given_points
     from ..settings import resolve
 
@@ -360,7 +369,7 @@ def commands(runs: Path, store: Any) -> dict:
     with tempfile.TemporaryDirectory(prefix="archsearch-scale-report-") as tmp:
         parts = {
             "status": lambda s: status_text(s.require(NAME)),
-            "leaderboard_top20": lambda s: varying(leaderboard(s.require(NAME).trials(), top=20)).to_string(),
+            "leaderboard_top20": lambda s: varying(campaign_board(s.require(NAME), 20)).to_string(),
             "report": lambda s: write_report([snapshot(s.require(NAME))], Path(tmp) / "report"),
             "warm_start_top5": lambda s: given_points(warm, s, CompiledSpace(warm.space)),
         }
@@ -369,6 +378,17 @@ def commands(runs: Path, store: Any) -> dict:
             t = time.perf_counter()
             part(open_store(runs, None))
             out[key] = time.perf_counter() - t
+    typed = {"status_command": ["status", NAME], "leaderboard_command": ["leaderboard", NAME, "--top", "20"]}
+    for key, args in typed.items():
+        t = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "search", *args, "--runs", str(runs)],
+            capture_output=True, text=True, env=environment_vars(),
+        )  # fmt: skip
+        out[key] = time.perf_counter() - t
+        if done.returncode != 0:
+            said = done.stderr.strip()[-300:]
+            raise UserError(f"bench scale: `archsearch {' '.join(args)}` failed: {said}")
     return out
 
 
@@ -403,6 +423,8 @@ def figures(row: dict) -> dict[str, float]:
         "resume s": row["resume"]["first_trial_seconds"],
         "status s": row["commands"]["status"],
         "leaderboard s": row["commands"]["leaderboard_top20"],
+        "status command s": row["commands"].get("status_command"),
+        "leaderboard command s": row["commands"].get("leaderboard_command"),
         "report s": row["commands"]["report"],
         "warm start s": row["commands"]["warm_start_top5"],
         "UI campaign row s": row["ui"].get("campaign_row_seconds"),
@@ -444,8 +466,11 @@ def show(r: dict, env: dict) -> None:
         f"  (resume s: a driver SIGKILLed while its trials ran, then `run --resume` in a process of its own, "
         "to its first new trial; a bare start of that process, imports only: "
         f"{r['bare_start_seconds']:.1f} s. "
-        "status, leaderboard --top 20, report: in this process. tracking: a trial's run started, "
-        "finished (its files too) and the campaign's progress, as the driver waits for them; MLflow: "
+        "status, leaderboard --top 20, report: in this process; the status and leaderboard commands: "
+        "each `archsearch ...` a process of its own, whose bare start (imports of MLflow's client and "
+        f"SQL store, nothing read) takes {r.get('bare_read_start_seconds', math.nan):.1f} s. "
+        "tracking: a trial's run started, finished (its files too) and the campaign's progress, "
+        "as the driver waits for them; MLflow: "
         f"the client's calls, in the background, per trial. critical path: {PACED} trials of "
         f"{PACE:g} s at each size, from the end of one to the start of the next, median. UI: "
         "`archsearch ui` in headless Chromium, each link opened afresh)"

@@ -21,7 +21,8 @@ from typing import Any
 
 from ..compile import config_hash
 from ..data import Data
-from ..trial import Outcome, TrialResult, planned
+from ..outcome import Outcome
+from ..trial import TrialResult, planned
 
 LABEL = "synthetic benchmark objective (no training)"
 

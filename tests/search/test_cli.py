@@ -254,3 +254,30 @@ def test_output_into_a_real_pipe_that_closes_early_ends_quietly():
     done = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith("spaces/pinto_cox.yaml: pinto_cox: ")
+
+
+def test_the_commands_that_read_a_campaign_back_import_neither_torch_nor_hyperopt(tmp_path):
+    """status, leaderboard and --help answer without the 3 s of importing torch and hyperopt."""
+    from search.compile import CompiledSpace
+    from search.outcome import Outcome
+    from search.space import parse_space
+    from search.tracking import Store
+
+    layers = {"filters": {"count": 4, "size": 3}}
+    space = CompiledSpace(parse_space({"architecture": {"depth": 1, "layers": layers}}))
+    (config,) = space.sample(1)
+    campaign = Store(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path).create("c", {}, {}, tags={})
+    trial = campaign.start_trial(0, 1, config, space.encode(config), 0, "cpu")
+    trial.finish(Outcome.OK, None, {"val_acc": 0.5, "loss": 0.5})
+    code = (
+        "import sys; from search.cli import main\n"
+        "for args in (['status', 'c'], ['leaderboard', 'c']):\n"
+        f"    assert main([*args, '--runs', {str(tmp_path)!r}]) == 0\n"
+        "print(sorted({'torch', 'hyperopt'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "val_acc 0.5000" in done.stdout and "t000" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    helped = run("--help")
+    assert helped.returncode == 0 and "leaderboard" in helped.stdout

@@ -6,9 +6,10 @@ import pytest
 from search.compile import CompiledSpace
 from search.driver import MAX_ATTEMPTS, MAX_FAILURES_IN_ROW, CampaignFailed, Interrupted, Interrupts, Loop
 from search.executor import Event
+from search.outcome import Outcome
 from search.space import parse_space
 from search.tracking import TrialRecord
-from search.trial import Outcome, TrialResult
+from search.trial import TrialResult
 
 RAW = {
     "architecture": {
@@ -58,11 +59,11 @@ class Record:
         self.records, self.runs, self.killed, self.progress = list(records), [], [], []
         self.restored = []
 
-    def trials(self):
+    def trials(self, params=True):
         return self.records
 
-    def metric_history(self, run_id, key):
-        return []
+    def metric_histories(self, key, runs):
+        return {}
 
     def mark_killed(self, record, reason):
         self.killed.append((record.trial, reason))

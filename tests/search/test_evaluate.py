@@ -9,8 +9,9 @@ from search import evaluate as evaluate_module
 from search.compile import CompiledSpace
 from search.data import load_data
 from search.evaluate import EVALUATORS, evaluate
+from search.outcome import Outcome
 from search.space import parse_space
-from search.trial import Outcome, TrialResult
+from search.trial import TrialResult
 
 SPACE = {
     "data": {"dataset": "digits"},

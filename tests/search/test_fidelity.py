@@ -13,8 +13,9 @@ from search.data import load_data
 from search.driver import Loop, State
 from search.errors import UserError
 from search.fidelity import MIN_IMAGES, Ladder, Rung, offset, rungs_of
+from search.outcome import Outcome
 from search.space import SpaceError, parse_space
-from search.trial import Outcome, TrialResult
+from search.trial import TrialResult
 from tests.search.test_driver import RAW, Clock, Display, Executor, Job, Record, record_of
 from tests.search.test_end_to_end import campaign_of, client_for, trial_runs
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from search.outcome import Outcome
 from search.results import (
     METRICS,
     best,
@@ -20,7 +21,6 @@ from search.results import (
     varying_params,
 )
 from search.tracking import TrialRecord
-from search.trial import Outcome
 
 
 def record(trial, outcome, loss=None, attempt=1, params=None):

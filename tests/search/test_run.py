@@ -12,10 +12,10 @@ from search.campaign import open_store
 from search.compile import CompiledSpace
 from search.errors import UserError
 from search.executor import Inline
+from search.outcome import Outcome
 from search.retrain import Final
 from search.run import check_same, given_points, last_lines, launch, make_executor, read_points
 from search.settings import resolve
-from search.trial import Outcome
 
 CONFIG = {"architecture": {"layers": []}, "training": {"lr": 0.01}}
 

@@ -9,9 +9,9 @@ import pytest
 from search import tracking
 from search.compile import CompiledSpace, config_hash, flatten
 from search.errors import TrackingError
+from search.outcome import Outcome
 from search.space import parse_space
 from search.tracking import Store
-from search.trial import Outcome
 
 SPACE = CompiledSpace(
     parse_space(
@@ -83,18 +83,46 @@ def test_a_sql_store_is_read_directly_and_gives_the_records_search_runs_gives(st
     final = campaign.start_trial(3, 1, configs[3], SPACE.encode(configs[3]), 0, "cpu", kind="final")
     final.finish(Outcome.OK, None, {"test_acc": 0.9})
 
-    assert store.engine is not None
-    direct = {kind: campaign.trials(kind) for kind in ("trial", "final")}
-    monkeypatch.setattr(store, "engine", None)  # the tracking server's path: search_runs, in pages
-    paged = {kind: campaign.trials(kind) for kind in ("trial", "final")}
-
     def same(r):  # NaN != NaN: compare metrics as text
         return {**r.__dict__, "metrics": {k: repr(v) for k, v in r.metrics.items()}}
+
+    assert store.engine is not None
+    direct = {kind: campaign.trials(kind) for kind in ("trial", "final")}
+    bare = campaign.trials(params=False)  # what status reads
+    assert [r.params for r in bare] == [{}] * 6
+    monkeypatch.setattr(tracking, "SQL_IDS", 2)  # params read 2 runs a query
+    assert [same(r) for r in campaign.with_params(bare)] == [same(r) for r in direct["trial"]]
+    shown = campaign.with_params([bare[3], bare[0]])  # the rows a leaderboard shows, in its order
+    assert [same(r) for r in shown] == [same(direct["trial"][3]), same(direct["trial"][0])]
+    monkeypatch.setattr(store, "engine", None)  # the tracking server's path: search_runs, in pages
+    paged = {kind: campaign.trials(kind) for kind in ("trial", "final")}
+    assert [same(r) for r in campaign.with_params(campaign.trials(params=False))] == [
+        same(r) for r in paged["trial"]
+    ]
 
     assert [same(r) for r in direct["trial"]] == [same(r) for r in paged["trial"]]
     assert [same(r) for r in direct["final"]] == [same(r) for r in paged["final"]]
     assert [r.trial for r in direct["trial"]] == [0, 1, 2, 3, 4, 5] and len(direct["final"]) == 1
     assert direct["trial"][-1].outcome == Outcome.RUNNING and direct["trial"][0].params
+
+
+def test_the_histories_of_a_metric_are_read_at_once_as_each_run_gives_its_own(store, monkeypatch):
+    campaign = store.create("c", {}, {}, tags={})
+    configs = SPACE.sample(4, seed=2)
+    ids = []
+    for trial, accs in enumerate(([0.5, 0.6, 0.55], [float("nan"), 0.2], [], [0.7])):
+        run = campaign.start_trial(trial, 1, configs[trial], SPACE.encode(configs[trial]), 0, "cpu")
+        for epoch, acc in enumerate(accs, start=1):
+            run.log_epoch(epoch, {"val_acc": acc, "train_loss": 1.0})
+        run.finish(Outcome.OK, None, {})
+        ids.append(run.run_id)
+    monkeypatch.setattr(tracking, "SQL_IDS", 3)  # the runs in two queries
+    direct = campaign.metric_histories("val_acc", ids[::-1])
+    monkeypatch.setattr(store, "engine", None)  # a tracking server: one call a run
+    each = campaign.metric_histories("val_acc", ids[::-1])
+    assert {k: repr(v) for k, v in direct.items()} == {k: repr(v) for k, v in each.items()}
+    assert direct[ids[0]] == [0.5, 0.6, 0.55] and repr(direct[ids[1]]) == "[nan, 0.2]"
+    assert ids[2] not in direct and direct[ids[3]] == [0.7]
 
 
 def test_a_campaign_is_held_by_one_driver(store):

@@ -7,17 +7,13 @@ import torch
 from models import Limits
 from search.data import load_data
 from search.errors import UserError
+from search.outcome import ENDED, LEARNED, Outcome, counts_text, outcome_counts
 from search.trial import (
-    ENDED,
-    LEARNED,
     TIMEOUT,
-    Outcome,
     TrialResult,
-    counts_text,
     deadline_check,
     failures,
     is_device_error,
-    outcome_counts,
     planned,
     release_memory,
     resolve_device,
