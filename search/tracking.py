@@ -894,18 +894,21 @@ def sql_trials(engine: Engine, experiment_id: str, kind: str, params: bool = Tru
     with engine.connect() as conn, _no_gc():
         head = conn.execute(select(*cols).where(runs.c.run_uuid.in_(ids))).all()
         by_run: dict[str, tuple[dict, dict, dict]] = {row[0]: ({}, {}, {}) for row in head}
-        queries = (
+        queries = [
             select(tags.c.run_uuid, tags.c.key, tags.c.value).where(
                 tags.c.run_uuid.in_(ids), tags.c.key.in_(RECORD_TAGS)
             ),
             select(metrics.c.run_uuid, metrics.c.key, metrics.c.value, metrics.c.is_nan).where(
                 metrics.c.run_uuid.in_(ids)
             ),
-            select(param_table.c.run_uuid, param_table.c.key, param_table.c.value).where(
-                param_table.c.run_uuid.in_(ids)
-            ),
-        )
-        for slot, query in enumerate(queries if params else queries[:2]):
+        ]
+        if params:
+            queries.append(
+                select(param_table.c.run_uuid, param_table.c.key, param_table.c.value).where(
+                    param_table.c.run_uuid.in_(ids)
+                )
+            )
+        for slot, query in enumerate(queries):
             for row in conn.execute(query).all():
                 into = by_run.get(row[0])
                 if into is None:  # a run that started between the queries: not in this read
@@ -925,10 +928,8 @@ def sql_params(engine: Engine, runs: list[str]) -> dict[str, dict[str, str]]:
     table = SqlParam.__table__
     out: dict[str, dict[str, str]] = {r: {} for r in runs}
     with engine.connect() as conn:
-        for i in range(0, len(runs), SQL_IDS):
-            query = select(table.c.run_uuid, table.c.key, table.c.value).where(
-                table.c.run_uuid.in_(runs[i : i + SQL_IDS])
-            )
+        for some in _chunks(runs, SQL_IDS):
+            query = select(table.c.run_uuid, table.c.key, table.c.value).where(table.c.run_uuid.in_(some))
             for run, key, value in conn.execute(query).all():
                 out[run][key] = value
     return out
@@ -943,10 +944,10 @@ def sql_metric_histories(engine: Engine, key: str, runs: list[str]) -> dict[str,
     table = SqlMetric.__table__
     out: dict[str, list[float]] = {}
     with engine.connect() as conn, _no_gc():
-        for i in range(0, len(runs), SQL_IDS):
+        for some in _chunks(runs, SQL_IDS):
             query = (
                 select(table.c.run_uuid, table.c.value, table.c.is_nan)
-                .where(table.c.key == key, table.c.run_uuid.in_(runs[i : i + SQL_IDS]))
+                .where(table.c.key == key, table.c.run_uuid.in_(some))
                 .order_by(table.c.run_uuid, table.c.step, table.c.timestamp)
             )
             for run, value, is_nan in conn.execute(query).all():

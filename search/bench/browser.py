@@ -110,7 +110,7 @@ def row(run_id: str) -> tuple[str, str]:
 
 def expand_button(run_id: str) -> tuple[str, str]:
     """The expand button of a parent run's row (the one button in its Run Name cell)."""
-    return "css selector", f"div[role='row'][row-id='{run_id}'] div[col-id*='Run Name'] button"
+    return "css selector", f"{row(run_id)[1]} div[col-id*='Run Name'] button"
 
 
 def page_seconds(

@@ -401,7 +401,7 @@ def ui_at(runs: Path, store: Any) -> dict:
     if why is not None:
         return {"skipped": why}
     campaign = store.require(NAME)
-    scored = [r for r in campaign.trials() if math.isfinite(r.metrics.get("val_acc", math.nan))]
+    scored = [r for r in campaign.trials(params=False) if math.isfinite(r.metrics.get("val_acc", math.nan))]
     top = max(scored, key=lambda r: r.metrics["val_acc"])
     return browser.page_seconds(runs, NAME, campaign.run_id, top.run_id, env=environment_vars())
 
