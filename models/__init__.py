@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .builder import InvalidArchitecture, Plan, SLMNet, build_model, plan_model
+    from .ensemble import Ensemble
     from .layers import ACTIVATIONS, INITS, NORMS, POOLS
     from .names import Limits
 
 _WHERE = {
     "ACTIVATIONS": "layers",
+    "Ensemble": "ensemble",
     "INITS": "layers",
     "NORMS": "layers",
     "POOLS": "layers",
@@ -28,6 +30,7 @@ _WHERE = {
 
 __all__ = [
     "ACTIVATIONS",
+    "Ensemble",
     "INITS",
     "NORMS",
     "POOLS",

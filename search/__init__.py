@@ -29,6 +29,7 @@ leads back to where it started (tests/search/test_layout.py checks both against 
                   results.py   the best trial, status, leaderboard
                   report.py    plots and the HTML report
                   export.py    a trial as a bundle: TorchScript, ONNX, safetensors, card
+                  ensemble.py  final models averaged in probability, tested once, logged
                   retrain.py   the best trials on all training data, tested once; search.final
     9 front ends  progress.py  what `archsearch run` shows
                   run.py       `archsearch run`: open or resume a campaign, run the loop

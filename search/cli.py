@@ -428,12 +428,14 @@ class Export(Command):
             if "test_acc" in metrics
             else f"val_acc {metrics['val_acc']:.4f}"
         )
-        which = (
-            "the retrained model (train + validation images) of " if record.name.startswith("final ") else ""
-        )
+        ensemble = record.name.startswith("ensemble ")
+        which = "the " if ensemble else ""
+        if record.name.startswith("final "):
+            which = "the retrained model (train + validation images) of "
         print(
-            f"exported {which}{record.name.removeprefix('final ')} (trial {record.trial}, run "
-            f"{record.run_id}, {score}) to {done.out}: "
+            f"exported {which}{record.name.removeprefix('final ')} ("
+            + ("the mean of its models' probabilities; " if ensemble else f"trial {record.trial}, ")
+            + f"run {record.run_id}, {score}) to {done.out}: "
             f"{', '.join(done.files)}; {done.bytes / 1e6:.2f} MB in {done.seconds:.1f} s"
         )
         print(
@@ -463,23 +465,36 @@ class Retrain(Command):
         p.add_argument("name", help="campaign name")
         p.add_argument("--top", type=positive_int, default=3, help="how many trials (default 3)")
         p.add_argument("--epochs", type=positive_int, help="epochs (default: twice the trial's)")
+        p.add_argument(
+            "--ensemble",
+            action="store_true",
+            help="also test the retrained models averaged (the mean of their probabilities) and log "
+            "it as an ensemble run, which export then takes (needs --top 2 or more)",
+        )
 
     def run(self, args: argparse.Namespace) -> int:
         from .campaign import runs_flag
         from .retrain import retrain
 
-        finals = retrain(
+        if args.ensemble and args.top < 2:
+            raise UserError(
+                "--ensemble averages the retrained models of --top trials; "
+                f"give --top 2 or more, not {args.top}"
+            )
+        finals, averaged = retrain(
             store_of(args).require(args.name),
             top=args.top,
             epochs=args.epochs,
             device=args.device,
             cache_dir=Path(args.runs) / "data",
             data_dir=data_dir(args),
+            ensemble=args.ensemble,
         )
+        which = "the ensemble" if averaged is not None else "the retrained model of the best trial"
         print(
-            f"{len(finals)} final runs logged in campaign {args.name!r} (tag archsearch.kind=final); "
-            f"`archsearch export {args.name}{runs_flag(args.runs)} --out DIR` takes the retrained model "
-            "of the best trial"
+            f"{len(finals)} final runs logged in campaign {args.name!r} (tag archsearch.kind=final)"
+            + (" and their ensemble (tag archsearch.kind=ensemble)" if averaged is not None else "")
+            + f"; `archsearch export {args.name}{runs_flag(args.runs)} --out DIR` takes {which}"
         )
         return 0
 

@@ -39,7 +39,8 @@ from models import build_model
 
 from .campaign import load_campaign
 from .data import Data
-from .errors import UserError
+from .ensemble import member_runs, read_ensemble
+from .errors import TrackingError, UserError
 from .outcome import Outcome
 from .results import ranked
 from .tracking import TAG, Campaign, TrialRecord
@@ -118,10 +119,15 @@ mlflow.models.set_model(ArchsearchModel())
 
 
 def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | None = None) -> TrialRecord:
-    """The trial to export: a run id, a trial number, or the best finished trial (lowest loss)."""
+    """The run to export: a run id, a trial number, or else the latest ensemble of final models
+    (:mod:`search.ensemble`) when there is one, else the best finished trial (lowest loss); a
+    trial's retrained model (``final``) rather than the trial's own when there is one."""
     records = campaign.trials(params=False)
+    ensembles = [r for r in campaign.trials("ensemble") if r.outcome == Outcome.OK or r.run_id == run_id]
+    if run_id is None and trial is None and ensembles:
+        return ensembles[-1]
     if run_id is not None:
-        found = [r for r in records + campaign.trials("final") if r.run_id == run_id]
+        found = [r for r in records + campaign.trials("final") + ensembles if r.run_id == run_id]
         if not found:
             raise ExportError(
                 f"run {run_id} is not a trial of campaign {campaign.name!r}; "
@@ -159,19 +165,19 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
 # ---------------------------------------------------------------- the bundle
 
 
-def _load(campaign: Campaign, record: TrialRecord, tmp: Path) -> tuple[dict, dict]:
-    client = campaign.client
+def _network(campaign: Campaign, record: TrialRecord, data: Data) -> tuple[nn.Module, dict]:
+    """The run's trained network, on the CPU (an ensemble run's: its members averaged), and its
+    configuration (an ensemble's: its members')."""
     try:
-        config = json.loads(
-            Path(client.download_artifacts(record.run_id, "architecture.json", str(tmp))).read_text()
-        )
-        weights = client.download_artifacts(record.run_id, "weights.pt", str(tmp))
-    except Exception as e:  # a missing artifact, a store that cannot be read
-        raise ExportError(
-            f"run {record.run_id}: cannot read its architecture.json and weights.pt ({e})"
-        ) from None
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    return config, state
+        if member_runs(record):
+            return read_ensemble(campaign, record, data.input_shape, data.n_classes)
+        config = json.loads(campaign.read_text("architecture.json", record.run_id))
+        state = campaign.read_weights(record.run_id)
+    except TrackingError as e:  # a missing artifact, a store that cannot be read
+        raise ExportError(f"run {record.run_id}: cannot read its model ({e})") from None
+    net = build_model(config["architecture"], data.input_shape, data.n_classes)
+    net.load_state_dict(state)
+    return net, config
 
 
 def _check(model: nn.Module, scripted: Any, onnx_path: Path, batch: torch.Tensor) -> dict[str, float]:
@@ -203,36 +209,61 @@ def _check(model: nn.Module, scripted: Any, onnx_path: Path, batch: torch.Tensor
 def _model_card(campaign: Campaign, record: TrialRecord, config: dict, data: Data, metrics: dict) -> str:
     from models import plan_model
 
-    plan = plan_model(config["architecture"], data.input_shape, data.n_classes)
     c, h, w = data.input_shape
+    members = config.get("members")  # an ensemble's
+    nets = [(m["name"], m["config"]) for m in members] if members else [(record.name, config)]
+    plans = [plan_model(n["architecture"], data.input_shape, data.n_classes) for _, n in nets]
     shown = {
         "test_acc": "test accuracy (retrained on training + validation images)",
         "test_loss": "test loss",
+        "best_member_test_acc": "test accuracy of its best model alone",
         "val_acc": "validation accuracy",
         "val_loss": "validation loss",
     }
-    if record.name.startswith("final "):
-        trained = f"retrained on its {len(data.y_train) + len(data.y_val):,} training and validation images"
+    whole = len(data.y_train) + len(data.y_val)
+    if members:
+        title = f"{campaign.name}: {record.name}"
+        what = (
+            f"The mean of the class probabilities of {len(members)} models of the archsearch campaign "
+            f"`{campaign.name}` (MLflow run `{record.run_id}`): its best trials by validation loss,\n"
+            f"each retrained on its {whole:,} training and validation images on `{data.name}`"
+        )
+        output = "the log of the mean probability of each class (its softmax is the mean probabilities)"
     else:
-        trained = f"trained on {len(data.y_train):,} training images"
+        title = f"{campaign.name} trial {record.trial}: {record.name.partition(' ')[2]}"
+        if record.name.startswith("final "):
+            trained = f"retrained on its {whole:,} training and validation images"
+        else:
+            trained = f"trained on {len(data.y_train):,} training images"
+        what = (
+            f"Trial {record.trial} of the archsearch campaign `{campaign.name}` "
+            f"(MLflow run `{record.run_id}`),\n{trained} on `{data.name}`"
+        )
+        output = "one logit per class"
     rows = "".join(f"| {label} | {metrics[key]:.4f} |\n" for key, label in shown.items() if key in metrics)
-    return f"""# {campaign.name} trial {record.trial}: {record.name.partition(" ")[2]}
+    layers = "".join(
+        (f"\n### {name}\n" if members else "")
+        + f"\n```\n{plan.table()}\n```\n\nTraining recipe:\n\n```json\n"
+        + json.dumps(net["training"], indent=2, sort_keys=True)
+        + "\n```\n"
+        for (name, net), plan in zip(nets, plans, strict=True)
+    )
+    return f"""# {title}
 
-Trial {record.trial} of the archsearch campaign `{campaign.name}` (MLflow run `{record.run_id}`),
-{trained} on `{data.name}`, selected on its validation split
+{what}, selected on its validation split
 ({len(data.y_val):,} images, fingerprint `{data.fingerprint}`).
 
 | metric | value |
 |---|---|
-{rows}| parameters | {plan.params:,} |
-| multiply-accumulates per image | {plan.macs:,} |
+{rows}| parameters | {sum(p.params for p in plans):,} |
+| multiply-accumulates per image | {sum(p.macs for p in plans):,} |
 
 ## Input
 
 Images of {c}x{h}x{w} (channels x height x width), pixel values scaled to [0, 1]
 (uint8 / 255). `model.pt` and `model.onnx` standardize them themselves with
 mean {list(data.mean)} and std {list(data.std)}; `weights.safetensors` holds the
-bare network, which expects standardized input. Output: one logit per class,
+bare network, which expects standardized input. Output: {output},
 classes {list(data.classes)}. See `preprocessing.json`.
 
 ## Load it
@@ -246,18 +277,8 @@ probabilities = model(images).softmax(dim=1)  # images: float32 (N, {c}, {h}, {w
 or with ONNX Runtime:
 `onnxruntime.InferenceSession("model.onnx").run(None, {{"images": images_numpy}})[0]`.
 
-## Layers
-
-```
-{plan.table()}
-```
-
-## Training recipe
-
-```json
-{json.dumps(config["training"], indent=2, sort_keys=True)}
-```
-"""
+## {"Members" if members else "Layers"}
+{layers}"""
 
 
 def export_bundle(
@@ -284,10 +305,8 @@ def export_bundle(
         tmp = Path(tmp_name)
         bundle = tmp / "bundle"
         bundle.mkdir()
-        config, state = _load(campaign, record, tmp)
         _, data = load_campaign(campaign, cache_dir, data_dir)
-        net = build_model(config["architecture"], data.input_shape, data.n_classes)
-        net.load_state_dict(state)
+        net, config = _network(campaign, record, data)
         model = Standardized(net, data.mean, data.std).eval()
         batch = (data.x_val[:CHECK_BATCH] * model.std + model.mean).contiguous()  # back to [0, 1] pixels
 

@@ -141,6 +141,11 @@ def status_text(campaign: Campaign, runs_flag: str = "") -> str:
             f"final: {f.name.removeprefix('final ')}  test_acc {m.get('test_acc', float('nan')):.4f} "
             f"({plural(m.get('epochs_done', 0), 'epoch')} on training + validation images)"
         )
+    for e in [r for r in campaign.trials("ensemble") if r.outcome == Outcome.OK][-1:]:  # the latest
+        lines.append(
+            f"{e.name}: test_acc {e.metrics.get('test_acc', float('nan')):.4f} (the mean of "
+            f"{plural(e.params.get('members', '').count(',') + 1, 'final model')}' probabilities)"
+        )
     predicted = accuracy_line(
         [
             (r.metrics["predicted_seconds"], r.metrics.get("train_seconds", 0.0))

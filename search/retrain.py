@@ -26,6 +26,7 @@ from models import build_model
 
 from .campaign import load_campaign, space_data
 from .data import Data
+from .ensemble import Averaged, ensemble_stage
 from .errors import UserError, error_line
 from .outcome import Outcome
 from .results import ranked
@@ -83,8 +84,10 @@ def retrain(
     cache_dir: Path,
     data_dir: Path | None = None,
     say: Any = print,
-) -> list[Final]:
-    """Retrain the best ``top`` trials; returns one Final per trial, best trial first."""
+    ensemble: bool = False,
+) -> tuple[list[Final], Averaged | None]:
+    """Retrain the best ``top`` trials: one Final per trial, best trial first, and with
+    ``ensemble`` their models averaged and tested (:func:`search.ensemble.ensemble_stage`)."""
     chosen = best_trials(campaign, top)
     dev = resolve_device(device)
     space, data = load_campaign(campaign, cache_dir, data_dir)
@@ -96,7 +99,7 @@ def retrain(
         final = train_final(campaign, record, config, data, dev, space.search["seed"], say)
         if final is not None:
             finals.append(final)
-    return finals
+    return finals, ensemble_stage(campaign, finals, data, dev, say) if ensemble else None
 
 
 def final_data(space: Space, cache_dir: Path, data_dir: Path | None, loaded: Data | None = None) -> Data:

@@ -25,6 +25,7 @@ from .compile import CompiledSpace, OutsideSpace
 from .cost import accuracy_line
 from .data import Data
 from .driver import Interrupts, Loop
+from .ensemble import Averaged, ensemble_stage
 from .errors import TrackingError, UserError
 from .evaluate import evaluate
 from .executor import DataSpec, Executor, Inline, Job, Processes, visible_gpus, worker_limit
@@ -84,7 +85,9 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         else:
             state, why = loop.run()
         executor.close()  # the workers and their memory go before the final stage trains
-        finals = run_final(settings, campaign, loop, final, interrupts) if final is not None else []
+        finals, averaged = (
+            run_final(settings, campaign, loop, final, interrupts) if final is not None else ([], None)
+        )
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -101,7 +104,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
         except TrackingError:
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
-    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0, finals))
+    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0, finals, averaged))
     return 0
 
 
@@ -121,12 +124,15 @@ def final_set(settings: Settings, data: Data) -> Data | None:
     return final_data(space, settings.cache_dir, settings.data_dir, loaded=data)
 
 
-def run_final(settings: Settings, campaign: Campaign, loop: Loop, data: Data, interrupts: Interrupts) -> list:
+def run_final(
+    settings: Settings, campaign: Campaign, loop: Loop, data: Data, interrupts: Interrupts
+) -> tuple[list[Final], Averaged | None]:
     """The final stage: the best trials trained on the whole training set, in this process (on
-    --device's device, a Dask campaign's too), with the time the budget has left."""
+    --device's device, a Dask campaign's too), with the time the budget has left; then, with
+    ``search.final.ensemble``, their final models averaged and tested."""
     space = settings.space
     if loop.state.best is None:
-        return []
+        return [], None
     dev = resolve_device(settings.device)
     data = data.to(dev)
     campaign.set_tags({f"{TAG}stage": "final"})  # a resume finishes this stage, and searches no more
@@ -137,7 +143,9 @@ def run_final(settings: Settings, campaign: Campaign, loop: Loop, data: Data, in
         top = space.search["final"]["top"]
         room = f", {duration(max(0.0, left))} left" if left is not None else ""
         print(f"final stage: the best {top} trained on {len(data.x_train):,} images{room}", flush=True)
-    return final_stage(campaign, space, data, dev, left, say, interrupts.should_stop)
+    finals = final_stage(campaign, space, data, dev, left, say, interrupts.should_stop)
+    averaged = ensemble_stage(campaign, finals, data, dev, say) if space.search["final"]["ensemble"] else None
+    return finals, averaged
 
 
 def check_same(campaign: Campaign, settings: Settings) -> None:
@@ -208,7 +216,13 @@ def first_line(settings: Settings, verb: str, data: Data, executor: Executor, st
 
 
 def last_lines(
-    settings: Settings, store: Store, state: Any, why: str, seconds: float, finals: Sequence[Final] = ()
+    settings: Settings,
+    store: Store,
+    state: Any,
+    why: str,
+    seconds: float,
+    finals: Sequence[Final] = (),
+    averaged: Averaged | None = None,
 ) -> str:
     """The summary: why it stopped, the trials by outcome, the time and compute, the best, its
     final test accuracy, how well trial times were predicted, where the results are."""
@@ -223,6 +237,8 @@ def last_lines(
         lines.append(
             f"final: {f.name}  test_acc {f.test_acc:.4f} ({plural(f.epochs, 'epoch')}, {duration(f.seconds)})"
         )
+    if averaged is not None:
+        lines.append(f"{averaged.name}: test_acc {averaged.test_acc:.4f} (the mean of their probabilities)")
     predicted = accuracy_line(state.predictions)
     if predicted:
         lines.append(predicted)

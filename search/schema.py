@@ -297,6 +297,9 @@ FINAL = Rec(
         "epochs": Num(integer=True, low=1, nullable=True, default=None),
         # the part of search.time_budget kept for the final stage when epochs is null
         "share": Num(low=0, high=1, low_open=True, high_open=True, default=0.5),
+        # with top >= 2: the final models averaged (the mean of their class probabilities) are
+        # tested once too and logged as an `ensemble` run, which status reports and export takes
+        "ensemble": Flag(False),
     }
 )
 

@@ -405,6 +405,12 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
             f"multi-fidelity rungs and search.pruning.rule {search['pruning']['rule']} both stop trials "
             "early, and epochs at different rungs do not compare; use one (search.pruning.rule: none)",
         )
+    if search["final"]["ensemble"] and search["final"]["top"] < 2:
+        p.fail(
+            "search.final.ensemble",
+            f"averages the final models of the best search.final.top trials; top is "
+            f"{search['final']['top']}, give it 2 or more",
+        )
     training = p.record(raw.get("training"), S.TRAINING, "training", True, None)
     mode = training.fields["mode"]
     if search["fidelity"]["screen"] and isinstance(mode, Fixed) and mode.value == "screen":

@@ -466,13 +466,23 @@ class Campaign:
 
     def read_text(self, artifact: str, run_id: str | None = None) -> str:
         """A text file of the campaign run (or of one of its runs)."""
+        return self._read(artifact, run_id, lambda path: path.read_text(encoding="utf-8"))
+
+    def read_weights(self, run_id: str) -> dict[str, Any]:
+        """The trained state_dict of one of its runs (``weights.pt``), on the CPU."""
+        import torch
+
+        return self._read(
+            "weights.pt", run_id, lambda p: torch.load(p, map_location="cpu", weights_only=True)
+        )
+
+    def _read(self, artifact: str, run_id: str | None, read: Callable[[Path], Any]) -> Any:
         self.flush()
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = self.client.download_artifacts(run_id or self.run_id, artifact, tmp)
+                return read(Path(self.client.download_artifacts(run_id or self.run_id, artifact, tmp)))
             except (MlflowException, OSError) as e:
                 raise TrackingError(f"campaign {self.name!r}: cannot read {artifact}: {e}") from None
-            return Path(path).read_text(encoding="utf-8")
 
     def metric_history(self, run_id: str, key: str) -> list[Metric]:
         """One metric of a run, every step, in order of step."""
@@ -667,10 +677,29 @@ class Campaign:
         name = f"t{trial:03d} {arch_name(arch)}" + (f" (retry {attempt})" if attempt > 1 else "")
         name = name if kind == "trial" else f"{kind} {name}"
         known = _params({k: v for k, v in flatten(config).items() if k not in later})
+        return self._start(trial, name, tags, known, config)
 
+    def start_ensemble(
+        self, trial: int, attempt: int, name: str, params: dict[str, Any], config: dict
+    ) -> TrialRun:
+        """A RUNNING child run of kind ensemble: final models averaged, ``params`` saying which;
+        ``trial``: its best member's; ``config``: its members' (its architecture.json)."""
+        tags = {
+            "mlflow.parentRunId": self.run_id,
+            TAG + "kind": "ensemble",
+            TAG + "trial": str(trial),
+            TAG + "attempt": str(attempt),
+            TAG + "outcome": Outcome.RUNNING,
+            **provenance(),
+        }
+        return self._start(trial, name, tags, _params(params), config)
+
+    def _start(
+        self, trial: int, name: str, tags: dict[str, str], params: list[Param], config: dict
+    ) -> TrialRun:
         def create() -> Any:
             run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
-            for chunk in _chunks(known):
+            for chunk in _chunks(params):
                 self.client.log_batch(run.info.run_id, params=chunk)
             return run
 
