@@ -385,7 +385,9 @@ class Export(Command):
     name = "export"
     help = "export a trial as a self-contained bundle (TorchScript, ONNX, weights, card)"
     description = (
-        "Write the best finished trial of a campaign (or --trial N, or --run-id ID) to a folder: "
+        "Write the best model of a campaign to a folder: its ensemble of final models when it has "
+        "one (search.final.ensemble, retrain --ensemble), else the best finished trial, retrained when "
+        "it was (or --trial N, or --run-id ID): "
         "model.pt (TorchScript), model.onnx, weights.safetensors, architecture.json, metrics.json, "
         "preprocessing.json and MODEL.md. The export checks itself first: TorchScript and ONNX Runtime "
         "must match the torch model on validation images."
@@ -396,7 +398,9 @@ class Export(Command):
         p.add_argument("name", help="campaign name")
         which = p.add_mutually_exclusive_group()
         which.add_argument("--trial", type=int, help="export this trial number")
-        which.add_argument("--run-id", help="export this MLflow run (a trial of the campaign)")
+        which.add_argument(
+            "--run-id", help="export this MLflow run (a trial, final or ensemble run of the campaign)"
+        )
         p.add_argument(
             "--out", required=True, help="the bundle's folder (must not hold files, unless --force)"
         )

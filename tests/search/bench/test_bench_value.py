@@ -29,6 +29,10 @@ def test_value_runs_a_campaign_and_the_reference_at_one_budget(tmp_path, capsys)
     # the campaign: its space's points first, a final run tested once
     assert 0 < cam["test_acc"] <= 1 and cam["trials"] >= 1 and cam["final_epochs"] >= 1
     assert positive(cam["search_seconds"], cam["final_seconds"], cam["wall_seconds"])
+    # its test accuracy: its ensemble's when it trained two final models (the space averages them)
+    finals = cam["final_models"]
+    assert finals and all(0 < f["test_acc"] <= 1 for f in finals)
+    assert cam["architecture"] == " + ".join(f["name"] for f in finals)
     assert r["gain"] == pytest.approx(cam["test_acc"] - ref["test_acc"])
     out = capsys.readouterr().out
     assert "median test_acc: campaign" in out and "reference" in out
