@@ -43,6 +43,7 @@ from .ensemble import member_runs, read_ensemble
 from .errors import TrackingError, UserError
 from .outcome import Outcome
 from .results import ranked
+from .retrain import final_data
 from .tracking import TAG, Campaign, TrialRecord
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
@@ -206,7 +207,11 @@ def _check(model: nn.Module, scripted: Any, onnx_path: Path, batch: torch.Tensor
     return check
 
 
-def _model_card(campaign: Campaign, record: TrialRecord, config: dict, data: Data, metrics: dict) -> str:
+def _model_card(
+    campaign: Campaign, record: TrialRecord, config: dict, data: Data, metrics: dict, whole: int
+) -> str:
+    """MODEL.md; ``whole``: the training and validation images a retrained model trained on (the
+    whole training set, which a campaign's ``data.subset`` does not limit)."""
     from models import plan_model
 
     c, h, w = data.input_shape
@@ -220,24 +225,23 @@ def _model_card(campaign: Campaign, record: TrialRecord, config: dict, data: Dat
         "val_acc": "validation accuracy",
         "val_loss": "validation loss",
     }
-    whole = len(data.y_train) + len(data.y_val)
     if members:
         title = f"{campaign.name}: {record.name}"
         what = (
             f"The mean of the class probabilities of {len(members)} models of the archsearch campaign "
             f"`{campaign.name}` (MLflow run `{record.run_id}`): its best trials by validation loss,\n"
-            f"each retrained on its {whole:,} training and validation images on `{data.name}`"
+            f"each retrained on all {whole:,} training and validation images of `{data.name}`"
         )
         output = "the log of the mean probability of each class (its softmax is the mean probabilities)"
     else:
         title = f"{campaign.name} trial {record.trial}: {record.name.partition(' ')[2]}"
         if record.name.startswith("final "):
-            trained = f"retrained on its {whole:,} training and validation images"
+            trained = f"retrained on all {whole:,} training and validation images of `{data.name}`"
         else:
-            trained = f"trained on {len(data.y_train):,} training images"
+            trained = f"trained on {len(data.y_train):,} training images of `{data.name}`"
         what = (
             f"Trial {record.trial} of the archsearch campaign `{campaign.name}` "
-            f"(MLflow run `{record.run_id}`),\n{trained} on `{data.name}`"
+            f"(MLflow run `{record.run_id}`),\n{trained}"
         )
         output = "one logit per class"
     rows = "".join(f"| {label} | {metrics[key]:.4f} |\n" for key, label in shown.items() if key in metrics)
@@ -305,13 +309,15 @@ def export_bundle(
         tmp = Path(tmp_name)
         bundle = tmp / "bundle"
         bundle.mkdir()
-        _, data = load_campaign(campaign, cache_dir, data_dir)
+        space, data = load_campaign(campaign, cache_dir, data_dir)
         net, config = _network(campaign, record, data)
         model = Standardized(net, data.mean, data.std).eval()
         batch = (data.x_val[:CHECK_BATCH] * model.std + model.mean).contiguous()  # back to [0, 1] pixels
 
         check = _write_models(net, model, batch, bundle)
-        _write_records(campaign, record, config, data, check, bundle)
+        retrained = record.name.startswith(("final ", "ensemble "))
+        whole = len(final_data(space, cache_dir, data_dir, loaded=data).x_train) if retrained else 0
+        _write_records(campaign, record, config, data, check, bundle, whole)
 
         # into place: nothing under `out` until every file is written and checked
         if out.exists():
@@ -353,9 +359,10 @@ def _write_models(net: nn.Module, model: Standardized, batch: torch.Tensor, bund
 
 
 def _write_records(
-    campaign: Campaign, record: TrialRecord, config: dict, data: Data, check: dict, bundle: Path
+    campaign: Campaign, record: TrialRecord, config: dict, data: Data, check: dict, bundle: Path, whole: int
 ) -> None:
-    """architecture.json, metrics.json, preprocessing.json and MODEL.md."""
+    """architecture.json, metrics.json, preprocessing.json and MODEL.md (``whole``: see
+    :func:`_model_card`)."""
     metrics = dict(record.metrics)
     c, h, w = data.input_shape
     (bundle / "architecture.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -374,7 +381,7 @@ def _write_records(
         "classes": list(data.classes),
     }
     (bundle / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
-    (bundle / "MODEL.md").write_text(_model_card(campaign, record, config, data, metrics))
+    (bundle / "MODEL.md").write_text(_model_card(campaign, record, config, data, metrics, whole))
 
 
 def register(campaign: Campaign, record: TrialRecord, bundle: Path, name: str, example: torch.Tensor) -> str:

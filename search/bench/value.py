@@ -7,8 +7,9 @@ on the test set, over several seeds.
   filters, each with batch norm, ReLU and 2x2 max pooling, global average pooling and a linear
   classifier; AdamW (lr 2e-3, weight decay 5e-4), batches of 128, a cosine schedule, no
   augmentation. It trains on every training image (no validation split: nothing is chosen) for as
-  many epochs as fit in B: planned from a probe of its speed, planned again from its first
-  epoch's time (the probe and the data load count against B).
+  many epochs as fit in B: planned from a probe of its speed, planned again after each epoch
+  from the recent epochs' times, as a campaign's final training is (the probe and the data load
+  count against B).
 - The campaign: ``archsearch run SPACE --time-budget B --seed S`` in a process of its own, with
   the space's final stage (``search.final``) training its best architecture on every training
   image in the time it kept; its test accuracy is its ensemble's when the space averages its final
@@ -196,8 +197,12 @@ def fit(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, seconds: float
 ) -> tuple[float, int]:
     """The standard recipe: AdamW, a cosine schedule over every step, shuffled batches; the
-    epochs planned from the probe, planned again from the first epoch's time so that training
-    fills ``seconds`` (the cosine then runs over the new total). Returns (seconds, epochs)."""
+    epochs planned from the probe, planned again after each epoch from the recent epochs' times
+    (:func:`search.retrain.filling`, as a campaign's final training is) so that training ends
+    within ``seconds`` (the cosine then runs over the new total). Returns (seconds, epochs)."""
+    from ..retrain import filling
+
+    replan = filling(time.monotonic() + seconds, 0.0)
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
     bs = RECIPE["batch_size"]
     steps = math.ceil(len(x) / bs)
@@ -208,8 +213,9 @@ def fit(
     sync(device)
     start = time.perf_counter()
     model.train()
-    epoch = 0
+    epoch, times = 0, []
     while epoch < epochs:
+        began = time.perf_counter()
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x) - 1, bs):  # a last batch of one image is left out (batch norm)
             idx = perm[i : i + bs]
@@ -219,10 +225,10 @@ def fit(
             opt.step()
             schedule.step()
         epoch += 1
-        if epoch == 1:  # the measured speed replaces the probe's
-            sync(device)
-            epochs = max(1, int(seconds / (time.perf_counter() - start)))
-            plan["total"] = epochs * steps
+        sync(device)
+        times.append(time.perf_counter() - began)
+        epochs = replan(times)  # the measured speed replaces the probe's
+        plan["total"] = epochs * steps
     sync(device)
     return time.perf_counter() - start, epochs
 

@@ -81,6 +81,10 @@ def test_a_campaign_with_a_final_stage_trains_its_best_on_all_images_tests_once_
     assert f"final: {best.name}  test_acc {m['test_acc']:.4f} (1 epoch on training" in capsys.readouterr().out
     assert main(["export", "tiny", "--runs", str(runs), "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["run_id"] == final_run.run_id
+    whole_images = len(whole.x_train) + len(whole.x_val)  # not the 600 of the campaign's trials
+    assert f"retrained on all {whole_images:,} training and validation images of `digits`" in (
+        (tmp_path / "b" / "MODEL.md").read_text()
+    )
 
 
 def test_a_resumed_final_stage_keeps_what_ended_and_trains_what_did_not(tiny, runs, capsys):
