@@ -22,7 +22,6 @@ import torch
 from models import Ensemble, build_model
 
 from .data import Data
-from .errors import error_line
 from .outcome import Outcome
 from .text import plural
 from .tracking import Campaign, TrialRecord
@@ -122,17 +121,17 @@ def ensemble_stage(
     attempt = 1 + sum(1 for r in before if r.trial == trials[0])
     run = campaign.start_ensemble(trials[0], attempt, ensemble_name(trials), params, config)
     t0 = time.perf_counter()
-    try:
+
+    def test() -> tuple[float, float]:
         model = averaged_model(campaign, config, data.input_shape, data.n_classes)
         model = model.to(dev, memory_format=torch.channels_last)
-        test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
-    except KeyboardInterrupt:
-        run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
-        raise
-    except Exception as e:
-        run.finish(Outcome.FAILED, error_line(e), {})
-        say(f"{ensemble_name(trials)}: failed: {e}")
+        return validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
+
+    tested, error = run.recording(test)
+    if error is not None:
+        say(f"{ensemble_name(trials)}: failed: {error}")
         return None
+    test_acc, test_loss = tested
     seconds = time.perf_counter() - t0
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "best_member_test_acc": best_alone}
     metrics["test_seconds"] = seconds

@@ -27,7 +27,7 @@ from models import build_model
 from .campaign import load_campaign, space_data
 from .data import Data
 from .ensemble import Averaged, ensemble_stage
-from .errors import UserError, error_line
+from .errors import UserError
 from .outcome import Outcome
 from .results import ranked
 from .space import Space
@@ -134,7 +134,8 @@ def train_final(
         record.trial, 1, config, record.vals, own, device_name(dev), "final", tags, later=later
     )
     t0 = time.perf_counter()
-    try:
+
+    def trained() -> tuple[torch.nn.Module, float, float]:
         with seeded(own, dev):
             model = build_model(config["architecture"], data.input_shape, data.n_classes, seed=own)
             model = model.to(dev, memory_format=torch.channels_last)
@@ -142,14 +143,13 @@ def train_final(
         if replan is not None:
             config["training"]["epochs"] = len(history)
             run.log_param("training.epochs", len(history))
-        test_acc, test_loss = validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # once
-    except KeyboardInterrupt:
-        run.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
-        raise
-    except Exception as e:
-        run.finish(Outcome.FAILED, error_line(e), {})
-        say(f"final {record.name}: failed: {e}")
+        return model, *validate(model, data.x_test, data.y_test, amp_of(dev)[0])  # tested once
+
+    done, error = run.recording(trained)
+    if error is not None:
+        say(f"final {record.name}: failed: {error}")
         return None
+    model, test_acc, test_loss = done
     seconds, epochs = time.perf_counter() - t0, config["training"]["epochs"]
     metrics = {
         "test_acc": test_acc,

@@ -801,6 +801,18 @@ class TrialRun:
         self._write("metrics", write)
         self._flushed_at = time.monotonic()
 
+    def recording(self, body: Callable[[], Any]) -> tuple[Any, Exception | None]:
+        """``body()`` and no error; if it raises, this run recorded FAILED and (None, the error);
+        if it is interrupted (Ctrl-C, SIGTERM), this run recorded KILLED and the interrupt raised."""
+        try:
+            return body(), None
+        except KeyboardInterrupt:
+            self.finish(Outcome.KILLED, "interrupted (Ctrl-C or SIGTERM)", {})
+            raise
+        except Exception as e:
+            self.finish(Outcome.FAILED, error_line(e), {})
+            return None, e
+
     def finish(self, outcome: Outcome, reason: str | None, metrics: dict[str, float], **extra: Any) -> None:
         """Final metrics, outcome tags and files, then the run's end status."""
         ts = _now_ms()
