@@ -45,11 +45,8 @@ class Averaged:
 
     run_id: str
     trials: list[int]  # its members' trial numbers, best first
-    names: list[str]
     test_acc: float
     test_loss: float
-    best_member_acc: float  # the best test accuracy of a member alone
-    seconds: float
 
     @property
     def name(self) -> str:
@@ -100,10 +97,12 @@ def ensemble_stage(
     for r in before:
         if r.outcome == Outcome.RUNNING:
             campaign.mark_killed(r, "the driver stopped while this ensemble was tested")
-    best_alone = max(f.test_acc for f in finals)
     kept = [r for r in before if r.outcome == Outcome.OK and member_runs(r) == runs]
     if kept:
-        out = _logged(kept[-1], trials, finals, best_alone)
+        m = kept[-1].metrics
+        out = Averaged(
+            kept[-1].run_id, trials, m.get("test_acc", float("nan")), m.get("test_loss", float("nan"))
+        )
         say(f"{out.name}: tested before this run, kept (test_acc {out.test_acc:.4f})")
         return out
     config = {
@@ -132,26 +131,13 @@ def ensemble_stage(
         say(f"{ensemble_name(trials)}: failed: {error}")
         return None
     test_acc, test_loss = tested
-    seconds = time.perf_counter() - t0
+    seconds, best_alone = time.perf_counter() - t0, max(f.test_acc for f in finals)
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "best_member_test_acc": best_alone}
     metrics["test_seconds"] = seconds
     run.finish(Outcome.OK, None, metrics)
-    out = Averaged(run.run_id, trials, [f.name for f in finals], test_acc, test_loss, best_alone, seconds)
+    out = Averaged(run.run_id, trials, test_acc, test_loss)
     say(
         f"{out.name}: the mean of {len(finals)} final models' probabilities, test_acc {test_acc:.4f} "
         f"(the best alone {best_alone:.4f}), {seconds:.1f} s"
     )
     return out
-
-
-def _logged(record: TrialRecord, trials: list[int], finals: Sequence[Member], best_alone: float) -> Averaged:
-    m = record.metrics
-    return Averaged(
-        record.run_id,
-        trials,
-        [f.name for f in finals],
-        m.get("test_acc", float("nan")),
-        m.get("test_loss", float("nan")),
-        best_alone,
-        m.get("test_seconds", 0.0),
-    )
