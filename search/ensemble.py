@@ -133,7 +133,7 @@ def ensemble_stage(
     test_acc, test_loss = tested
     seconds, best_alone = time.perf_counter() - t0, max(f.test_acc for f in finals)
     metrics = {"test_acc": test_acc, "test_loss": test_loss, "best_member_test_acc": best_alone}
-    metrics["test_seconds"] = seconds
+    metrics.update(test_seconds=seconds, train_images=float(len(data.x_train)))  # its members'
     run.finish(Outcome.OK, None, metrics)
     out = Averaged(run.run_id, trials, test_acc, test_loss)
     say(

@@ -44,6 +44,7 @@ from .errors import TrackingError, UserError
 from .outcome import Outcome
 from .results import ranked
 from .retrain import final_data
+from .space import Space
 from .tracking import TAG, Campaign, TrialRecord
 
 TOLERANCE = 1e-3  # largest allowed |logit difference| between torch, TorchScript and ONNX Runtime
@@ -164,6 +165,16 @@ def choose_trial(campaign: Campaign, trial: int | None = None, run_id: str | Non
 
 
 # ---------------------------------------------------------------- the bundle
+
+
+def _trained_on(record: TrialRecord, space: Space, data: Data, cache_dir: Path, data_dir: Path | None) -> int:
+    """The training and validation images a final or ensemble run trained on, as it logged them
+    (a run logged before it did so: counted again from the dataset); 0 for a trial."""
+    if not record.name.startswith(("final ", "ensemble ")):
+        return 0
+    if "train_images" in record.metrics:
+        return int(record.metrics["train_images"])
+    return len(final_data(space, cache_dir, data_dir, loaded=data).x_train)
 
 
 def _network(campaign: Campaign, record: TrialRecord, data: Data) -> tuple[nn.Module, dict]:
@@ -315,8 +326,7 @@ def export_bundle(
         batch = (data.x_val[:CHECK_BATCH] * model.std + model.mean).contiguous()  # back to [0, 1] pixels
 
         check = _write_models(net, model, batch, bundle)
-        retrained = record.name.startswith(("final ", "ensemble "))
-        whole = len(final_data(space, cache_dir, data_dir, loaded=data).x_train) if retrained else 0
+        whole = _trained_on(record, space, data, cache_dir, data_dir)
         _write_records(campaign, record, config, data, check, bundle, whole)
 
         # into place: nothing under `out` until every file is written and checked

@@ -157,6 +157,7 @@ def train_final(
         "train_seconds": seconds,
         "epochs_done": float(epochs),
         "images_per_second": len(data.x_train) * epochs / seconds,
+        "train_images": float(len(data.x_train)),  # training + validation images: what export says
     }
     run.finish(Outcome.OK, None, metrics, state_dict=cpu_state(model))
     val_acc = record.metrics.get("val_acc", float("nan"))
@@ -201,6 +202,8 @@ def final_stage(
     out = [_logged(done[r.trial]) for r in ok if r.trial in done]
     for f in out:
         say(f"final {f.name}: trained before this run, kept (test_acc {f.test_acc:.4f})")
+    # each final model passes over the test set once alone and, averaged, once in the ensemble
+    passes = 2 if settings["ensemble"] and settings["top"] >= 2 else 1
     t0 = time.monotonic()
     for i, record in enumerate(todo):
         config = json.loads(campaign.read_text("architecture.json", record.run_id))
@@ -209,9 +212,9 @@ def final_stage(
             fill = settings["epochs"] is None and seconds_left is not None
             step = measured_step(config, data, dev) if fill else None  # its seconds count too
             left = None if seconds_left is None else seconds_left - (time.monotonic() - t0)
-            epochs = final_epochs(settings, config, data, left, len(todo) - i, step)
+            epochs = final_epochs(settings, config, data, left, len(todo) - i, step, passes)
             if fill:  # its share of the time, planned again after each epoch
-                test = testing_seconds(step, data, config["training"]["batch_size"])
+                test = passes * testing_seconds(step, data, config["training"]["batch_size"])
                 replan = filling(time.monotonic() + left / (len(todo) - i), test)
         config["training"]["epochs"] = epochs
         final = train_final(
@@ -223,18 +226,24 @@ def final_stage(
 
 
 def final_epochs(
-    settings: dict, config: dict, data: Data, seconds: float | None, trials: int, step: float | None
+    settings: dict,
+    config: dict,
+    data: Data,
+    seconds: float | None,
+    trials: int,
+    step: float | None,
+    passes: int = 1,
 ) -> int:
     """Epochs of one final training on ``data``: ``final.epochs``; else those that fit in its
-    share of ``seconds`` (split evenly over the ``trials`` still to train, less its test) at
-    ``step`` seconds per training step (:func:`measured_step`); at least one; else (no time
+    share of ``seconds`` (split evenly over the ``trials`` still to train, less ``passes`` tests)
+    at ``step`` seconds per training step (:func:`measured_step`); at least one; else (no time
     budget) twice the trial's."""
     if settings["epochs"] is not None:
         return int(settings["epochs"])
     if seconds is None or not step:
         return 2 * config["training"]["epochs"]
     bs = config["training"]["batch_size"]
-    test = testing_seconds(step, data, bs)
+    test = passes * testing_seconds(step, data, bs)
     return max(1, int((seconds / trials - test) / (step * steps_per_epoch(len(data.x_train), bs))))
 
 

@@ -3,6 +3,7 @@ test, final runs that export then prefers."""
 
 import json
 
+import pytest
 import torch
 
 from search.campaign import open_store
@@ -60,8 +61,9 @@ def test_retrain_tests_once_logs_final_runs_and_export_prefers_them(campaign_run
 
 
 def test_a_campaign_with_a_final_stage_trains_its_best_on_all_images_tests_once_and_export_takes_it(
-    tiny, runs, tmp_path, capsys
+    tiny, runs, tmp_path, capsys, monkeypatch
 ):
+    import search.export
     from search.data import load_data
 
     final = ["--set", "search.final={top: 1, epochs: 1}", "--set", "data.subset=600"]
@@ -75,10 +77,13 @@ def test_a_campaign_with_a_final_stage_trains_its_best_on_all_images_tests_once_
     whole = load_data("digits", cache_dir=runs / "data")
     m = final_run.metrics
     assert round(m["images_per_second"] * m["train_seconds"]) == len(whole.x_train) + len(whole.x_val)
+    assert m["train_images"] == len(whole.x_train) + len(whole.x_val)  # logged: export reads it
     assert m["epochs_done"] == 1 and 0 < m["test_acc"] <= 1
     assert f"final: {best.name}  test_acc {m['test_acc']:.4f} (1 epoch, " in out
     assert main(["status", "tiny", "--runs", str(runs)]) == 0
     assert f"final: {best.name}  test_acc {m['test_acc']:.4f} (1 epoch on training" in capsys.readouterr().out
+    # the image count comes from the final run, not from loading the whole training set again
+    monkeypatch.setattr(search.export, "final_data", lambda *a, **k: pytest.fail("loaded again"))
     assert main(["export", "tiny", "--runs", str(runs), "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "metrics.json").read_text())["run_id"] == final_run.run_id
     whole_images = len(whole.x_train) + len(whole.x_val)  # not the 600 of the campaign's trials
@@ -121,6 +126,9 @@ def test_final_epochs_are_fixed_fill_the_time_left_at_the_measured_speed_or_doub
     assert final_epochs(fill, config, data, 100.0, 1, 0.1) == 24  # (100 - 1 s of test) / 4 s an epoch
     assert final_epochs(fill, config, data, 100.0, 2, 0.1) == 12  # shared by two trials
     assert final_epochs(fill, config, data, 3.0, 1, 0.1) == 1  # at least one
+    # averaged in an ensemble, each final passes over the test set twice: 2 s kept for its tests
+    assert final_epochs(fill, config, data, 101.5, 1, 0.1) == 25
+    assert final_epochs(fill, config, data, 101.5, 1, 0.1, passes=2) == 24
     assert final_epochs(fill, config, data, None, 1, None) == 4  # no time budget: twice the trial's
 
 
