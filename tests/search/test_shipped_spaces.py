@@ -10,14 +10,18 @@ from tests.conftest import SPACES
 
 
 def test_the_spaces_are_shipped():
-    assert {p.stem for p in SPACES} >= {"fg11_ht_l3", "ht_l3_1st", "pinto_cox", "quickstart", "fashion_cpu"}
+    shipped = {"fg11_ht_l3", "ht_l3_1st", "pinto_cox", "quickstart", "fashion_cpu", "fashion_gpu"}
+    assert {p.stem for p in SPACES} >= shipped
 
 
-@pytest.mark.parametrize("stem", ["pinto_cox", "fashion_cpu"])
-def test_the_spaces_for_real_campaigns_start_from_plain_convnets_they_contain(stem):
+@pytest.mark.parametrize(
+    "stem, first",
+    [("pinto_cox", "plain-3conv"), ("fashion_cpu", "plain-3conv"), ("fashion_gpu", "wide-3conv")],
+)
+def test_the_spaces_for_real_campaigns_start_from_plain_convnets_they_contain(stem, first):
     space = load_space(next(p for p in SPACES if p.stem == stem))
     compiled = CompiledSpace(space)  # a point outside the space would raise here
-    assert [source for _, _, source in compiled.points][0] == "space point plain-3conv"
+    assert [source for _, _, source in compiled.points][0] == f"space point {first}"
     shape, classes = input_of(space, None, None)
     for _, config, _ in compiled.points:
         layers = config["architecture"]["layers"]
