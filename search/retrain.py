@@ -203,7 +203,7 @@ def final_stage(
     for f in out:
         say(f"final {f.name}: trained before this run, kept (test_acc {f.test_acc:.4f})")
     # each final model passes over the test set once alone and, averaged, once in the ensemble
-    passes = 2 if settings["ensemble"] and settings["top"] >= 2 else 1
+    passes = 2 if settings["ensemble"] else 1
     t0 = time.monotonic()
     for i, record in enumerate(todo):
         config = json.loads(campaign.read_text("architecture.json", record.run_id))

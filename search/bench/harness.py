@@ -57,8 +57,9 @@ SETS = Option(
 )
 
 
-def space_option(default: str) -> Option:
-    return Option(("--space",), {"default": default, "help": f"the space file (default {default})"})
+def space_option(default: str | None, said: str | None = None) -> Option:
+    """``--space``; ``said``: how the help gives a default chosen later (``default`` None)."""
+    return Option(("--space",), {"default": default, "help": f"the space file (default {said or default})"})
 
 
 def default_dataset(data_dir: Path | None = None) -> str:

@@ -38,10 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..options import DATA_DIR, Option, data_dir, positive_float, positive_int
+from ..options import DATA_DIR, data_dir, positive_float, positive_int
 from ..settings import RUNS
 from ..text import duration, table
-from .harness import DEVICE, SETS, Benchmark, device_of, env_line, environment, sync, write
+from .harness import DEVICE, SETS, Benchmark, device_of, env_line, environment, space_option, sync, write
 
 GOAL = 0.003  # the campaign's median test accuracy over the reference's, at least
 BUDGET = {"cpu": 840.0, "cuda": 600.0}  # seconds, by device
@@ -59,15 +59,7 @@ class Value(Benchmark):
         "the test accuracy of each, per seed and median (goal: the campaign's >= the reference's + "
         "0.003)."
     )
-    options = (
-        Option(
-            ("--space",),
-            {"help": f"the space file (default {SPACE['cpu']} on cpu, {SPACE['cuda']} on cuda)"},
-        ),
-        DEVICE,
-        DATA_DIR,
-        SETS,
-    )
+    options = (space_option(None, f"{SPACE['cpu']} on cpu, {SPACE['cuda']} on cuda"), DEVICE, DATA_DIR, SETS)
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument(
