@@ -52,6 +52,17 @@ class Final:
     seconds: float
 
 
+def final_config(campaign: Campaign, record: TrialRecord, space: Space) -> dict:
+    """A trial's configuration as its final model trains: its recipe with the settings of
+    ``search.final.training`` in place of its own (augmentation's one by one)."""
+    config = json.loads(campaign.read_text("architecture.json", record.run_id))
+    given = space.search["final"].get("training") or {}
+    recipe = config["training"]
+    for key, value in given.items():
+        recipe[key] = {**recipe.get(key, {}), **value} if key == "augmentation" else value
+    return config
+
+
 def best_trials(campaign: Campaign, top: int) -> list[TrialRecord]:
     ok = ranked(campaign.trials(params=False))
     if not ok:
@@ -94,7 +105,7 @@ def retrain(
     data = final_data(space, cache_dir, data_dir, loaded=data).to(dev)
     finals = []
     for record in chosen:
-        config = json.loads(campaign.read_text("architecture.json", record.run_id))
+        config = final_config(campaign, record, space)
         config["training"]["epochs"] = epochs or 2 * config["training"]["epochs"]
         final = train_final(campaign, record, config, data, dev, space.search["seed"], say)
         if final is not None:
@@ -206,7 +217,7 @@ def final_stage(
     passes = 2 if settings["ensemble"] else 1
     t0 = time.monotonic()
     for i, record in enumerate(todo):
-        config = json.loads(campaign.read_text("architecture.json", record.run_id))
+        config = final_config(campaign, record, space)
         epochs, replan = begun.get(record.trial), None
         if epochs is None:
             fill = settings["epochs"] is None and seconds_left is not None

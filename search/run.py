@@ -142,10 +142,22 @@ def run_final(
     if not settings.quiet:
         top = space.search["final"]["top"]
         room = f", {duration(max(0.0, left))} left" if left is not None else ""
-        print(f"final stage: the best {top} trained on {len(data.x_train):,} images{room}", flush=True)
+        recipe = _settings_text(space.search["final"]["training"], "training")
+        recipe = f", with {recipe}" if recipe else ""
+        print(
+            f"final stage: the best {top} trained on {len(data.x_train):,} images{recipe}{room}", flush=True
+        )
     finals = final_stage(campaign, space, data, dev, left, say, interrupts.should_stop)
     averaged = ensemble_stage(campaign, finals, data, dev, say) if space.search["final"]["ensemble"] else None
     return finals, averaged
+
+
+def _settings_text(values: dict, prefix: str) -> str:
+    """``training.label_smoothing=0.1, training.augmentation.hflip=True``: nested settings, dotted."""
+    return ", ".join(
+        _settings_text(v, f"{prefix}.{k}") if isinstance(v, dict) else f"{prefix}.{k}={json.dumps(v)}"
+        for k, v in values.items()
+    )
 
 
 def check_same(campaign: Campaign, settings: Settings) -> None:

@@ -394,11 +394,9 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
         p.fail("description", f"expected a string, got {_got(description)}")
     data = _plain(p.record(raw.get("data"), S.DATA, "data", False, None))
     limits = _plain(p.record(raw.get("constraints"), S.CONSTRAINTS, "constraints", False, None))
-    raw_search = raw.get("search")
-    points_raw = raw_search.get("points") if isinstance(raw_search, dict) else None
-    if isinstance(raw_search, dict):
-        raw_search = {k: v for k, v in raw_search.items() if k != "points"}
+    raw_search, points_raw, final_training = _search_parts(raw.get("search"))
     search = _plain(p.record(raw_search, S.SEARCH, "search", False, None))
+    search["final"]["training"] = _final_training(p, final_training)
     if search["fidelity"]["rungs"] and search["pruning"]["rule"] != "none":
         p.fail(
             "search.fidelity.rungs",
@@ -456,6 +454,39 @@ def parse_space(raw: Any, source: str = "<space>", text: str = "", stem: str = "
         search,
         _points(p, points_raw, raw),
     )
+
+
+def _search_parts(raw: Any) -> tuple[Any, Any, Any]:
+    """The ``search`` block without what is checked apart: its ``points`` and its
+    ``final.training`` (None where not given)."""
+    if not isinstance(raw, dict):
+        return raw, None, None
+    points, final = raw.get("points"), raw.get("final")
+    raw = {k: v for k, v in raw.items() if k != "points"}
+    if not isinstance(final, dict):
+        return raw, points, None
+    raw["final"] = {k: v for k, v in final.items() if k != "training"}
+    return raw, points, final.get("training")
+
+
+def _final_training(p: _Parser, raw: Any) -> dict[str, Any]:
+    """``search.final.training``: recipe settings the final models train with in place of their
+    trials' (fixed values, checked as ``training``'s), the keys given only; {} when none."""
+    path = "search.final.training"
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        p.fail(path, f"expected a mapping of training settings ({{label_smoothing: 0.1}}), got {_got(raw)}")
+    if "mode" in raw:
+        p.fail(f"{path}.mode", "a final model trains as its trial did; the mode cannot change here")
+    if "epochs" in raw:
+        p.fail(f"{path}.epochs", "the final stage chooses the epochs: give search.final.epochs")
+    full = _plain(p.record(raw, S.TRAINING, path, False, None))
+    # the keys given; augmentation's one by one, a block with a kind (optimizer, schedule) whole
+    out = {k: full[k] for k in raw}
+    if isinstance(raw.get("augmentation"), dict):
+        out["augmentation"] = {k: full["augmentation"][k] for k in raw["augmentation"]}
+    return out
 
 
 def _points(p: _Parser, raw: Any, space_raw: dict) -> tuple[Point, ...]:

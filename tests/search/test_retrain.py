@@ -92,6 +92,31 @@ def test_a_campaign_with_a_final_stage_trains_its_best_on_all_images_tests_once_
     )
 
 
+def test_final_models_train_with_the_recipe_settings_of_search_final_training(tiny, runs, capsys):
+    recipe = "training: {label_smoothing: 0.1, optimizer: sgd, augmentation: {translate: 2}}"
+    final = ["--set", f"search.final={{top: 1, epochs: 1, {recipe}}}", "--set", "data.subset=600"]
+    assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", *final]) == 0
+    said = capsys.readouterr().out
+    assert 'with training.label_smoothing=0.1, training.optimizer.kind="sgd", ' in said
+    campaign = open_store(runs, None).require("tiny")
+    (final_run,) = campaign.trials("final")
+    trial = next(r for r in campaign.trials() if r.trial == final_run.trial)
+    trained = json.loads(campaign.read_text("architecture.json", final_run.run_id))["training"]
+    chosen = json.loads(campaign.read_text("architecture.json", trial.run_id))["training"]
+    # the given settings replace the trial's; the others (its searched lr among them) are its own
+    assert trained["label_smoothing"] == 0.1 and chosen["label_smoothing"] == 0.0
+    assert trained["optimizer"] == {"kind": "sgd", "momentum": 0.9, "nesterov": True}
+    assert chosen["optimizer"]["kind"] == "adamw"
+    assert trained["augmentation"] == {**chosen["augmentation"], "translate": 2}
+    assert trained["lr"] == chosen["lr"] and trained["epochs"] == 1
+    assert final_run.params["training.label_smoothing"] == "0.1"  # what the final run logged
+    assert final_run.params["training.augmentation.translate"] == "2"
+    # `archsearch retrain` trains with them too
+    assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0
+    again = max(open_store(runs, None).require("tiny").trials("final"), key=lambda r: r.start_time)
+    assert again.run_id != final_run.run_id and again.params["training.label_smoothing"] == "0.1"
+
+
 def test_a_resumed_final_stage_keeps_what_ended_and_trains_what_did_not(tiny, runs, capsys):
     assert main(["run", str(tiny), "--runs", str(runs), "--trials", "2", "-q"]) == 0
     assert main(["retrain", "tiny", "--runs", str(runs), "--top", "1", "--epochs", "1"]) == 0

@@ -130,6 +130,27 @@ BAD = [
         "expected true or false",
     ),
     (MINIMAL + "trainig: {epochs: 1}", "trainig", "unknown key; expected one of name, description, data"),
+    (
+        MINIMAL + "search: {final: {top: 1, training: {lr: {loguniform: [1e-3, 1e-2]}}}}",
+        "search.final.training.lr",
+        "this setting cannot be searched",
+    ),
+    (
+        MINIMAL + "search: {final: {top: 1, training: {augmentation: {flip: true}}}}",
+        "search.final.training.augmentation.flip",
+        "unknown key; expected one of hflip, translate, cutout",
+    ),
+    (
+        MINIMAL + "search: {final: {top: 1, training: {epochs: 30}}}",
+        "search.final.training.epochs",
+        "the final stage chooses the epochs: give search.final.epochs",
+    ),
+    (
+        MINIMAL + "search: {final: {top: 1, training: {mode: screen}}}",
+        "search.final.training.mode",
+        "the mode cannot change here",
+    ),
+    (MINIMAL + "search: {final: {top: 1, training: 0.1}}", "search.final.training", "expected a mapping"),
     (MINIMAL.replace("depth: 1", "depth: 0"), "architecture.depth", "expected an integer >= 1"),
     (
         MINIMAL.replace("depth: 1", "depth: {loguniform: [1, 3]}"),
