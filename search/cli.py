@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from .options import (
     shape,
     some_of,
 )
-from .settings import RUNS, SHORTHANDS, WARM_TOP
+from .settings import RUNS, SHORTHANDS, WARM_TOP, cpu_bf16_allowed
 from .space import Space
 from .text import si, table
 
@@ -293,7 +294,7 @@ class Run(Command):
             settings = resolve(args.space, overrides, name=args.name, **options)
         else:
             raise UserError("give a space file (archsearch run spaces/quickstart.yaml) or --resume NAME")
-        return launch(settings, store)
+        return launch(settings, store, started=getattr(args, "started", None))
 
 
 class Status(Command):
@@ -745,12 +746,15 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.monotonic()  # a campaign's time budget counts from here
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.started = started
     configure_logging(args)
     try:
         if getattr(args, "runs", None) is not None:
             check_runs(args.runs)
+        cpu_bf16_allowed()  # a bad ARCHSEARCH_CPU_BF16 stops here, not in every trial
         code = args.command.run(args)
         sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
         return code

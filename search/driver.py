@@ -329,7 +329,8 @@ class Loop:
     (``search.cost``), which keeps a configuration that would overrun ``max_trial_seconds`` or
     the time left from starting. ``images``: the training images of a trial; ``final_images``:
     of a final training, whose time (``search.final``) is kept out of the search's budget.
-    ``classes``: for the stop at chance. ``plots``: draws the campaign's plots.
+    ``classes``: for the stop at chance. ``plots``: draws the campaign's plots. ``started``: when
+    the campaign's time budget began, on ``clock`` (default: now).
     """
 
     def __init__(
@@ -350,6 +351,7 @@ class Loop:
         final_images: int = 0,
         classes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        started: float | None = None,
     ):
         self.campaign, self.executor, self.settings = campaign, executor, settings
         self.compiled, self.make_job, self.plan = compiled, make_job, plan
@@ -371,7 +373,7 @@ class Loop:
         self.given = list(points)  # still to evaluate
         self.flights: dict[str, Flight] = {}
         self.plots = Plots(plots, clock)
-        self.started = clock()
+        self.started = clock() if started is None else started  # the time budget counts from it
         self.enough = f"{settings['trials']} trials ended"
         self.ahead: Ahead | None = None  # the next suggestion, made while the trials run
         self.asker: ThreadPoolExecutor | None = None

@@ -41,8 +41,13 @@ from .tracking import TAG, Campaign, Store
 from .trial import DeviceFailed, device_name, planned, resolve_device
 
 
-def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int:
-    """Run (or resume) the campaign of ``settings``; returns the exit code."""
+def launch(
+    settings: Settings, store: Store, evaluate_fn: Any = evaluate, started: float | None = None
+) -> int:
+    """Run (or resume) the campaign of ``settings``; returns the exit code. ``started``: when the
+    command began, on ``time.monotonic``'s clock (default now), from which the time budget and
+    the campaign's duration count: loading the data is part of them."""
+    started = time.monotonic() if started is None else started
     space = settings.space
     campaign = store.find(settings.name)
     if campaign is not None:
@@ -57,7 +62,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
     progress = Progress(settings.quiet, parallel=executor.capacity())
     campaign, verb = open_campaign(store, campaign, settings, data, executor)
 
-    status, t0 = "FAILED", time.monotonic()
+    status, t0 = "FAILED", started
     resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
     try:
         campaign.set_tags(campaign_tags(space.search))
@@ -78,6 +83,7 @@ def launch(settings: Settings, store: Store, evaluate_fn: Any = evaluate) -> int
             images=len(data.x_train),
             final_images=len(final.x_train) if final is not None else 0,
             classes=data.n_classes,
+            started=started,
         )
         interrupts.install()
         if final is not None and campaign.run().data.tags.get(f"{TAG}stage") == "final":

@@ -60,6 +60,24 @@ def test_the_time_budget_starts_no_trial_that_would_end_past_it(tiny, runs, caps
     assert took < 2.5 + 2.0
 
 
+def test_the_time_budget_counts_from_the_command_s_start_data_loading_included(
+    tiny, runs, capsys, monkeypatch
+):
+    # what came before the campaign's loop (here 2 s, as a slow data load): one trial fits, not two
+    settings = resolve(str(tiny), ["search.trials=50", "search.time_budget=3.5"], runs=runs)
+    assert launch(settings, open_store(runs, None), one_second, started=time.monotonic() - 2.0) == 0
+    out = capsys.readouterr().out
+    assert "less than a trial takes (median 1 s), so no new trial started" in out
+    client = client_for(runs)
+    assert len(trial_runs(client, campaign_of(client, "tiny")[0].experiment_id)) == 1
+    # `archsearch run` gives its start: taken before its arguments are read
+    seen = {}
+    monkeypatch.setattr("search.run.launch", lambda settings, store, started: seen.setdefault("at", started))
+    before = time.monotonic()
+    main(["run", str(tiny), "--runs", str(runs), "--name", "again"])
+    assert before <= seen["at"] <= time.monotonic()
+
+
 def test_the_compute_spent_is_logged_and_said(tiny, runs, capsys):
     settings = resolve(str(tiny), ["search.trials=3"], runs=runs)
     assert launch(settings, open_store(runs, None), evaluate_fn=one_second) == 0
