@@ -3,7 +3,8 @@
 The acceptance check of a machine, above all of a GPU (``--gpu``). Each step runs what a user
 would type, in this process, in a folder of its own, and reads back what it recorded:
 
-1. ``environment``  the libraries archsearch needs and their versions, the device;
+1. ``environment``  the libraries archsearch needs and their versions, the device and the
+                    precision training runs in there;
 2. ``campaign``     ``archsearch run spaces/quickstart.yaml``, 2 trials packed on the GPU
                     (``--trials-per-gpu 2``; on a CPU ``--workers 2``): every trial ends, none
                     is left running, one at least is ok;
@@ -151,12 +152,14 @@ class Doctor:
         import torch
 
         from .bench.harness import default_dataset
+        from .train import precision
         from .trial import device_name, resolve_device
 
         dev = resolve_device(self.device)
         self.device = dev.type
         self.dataset = default_dataset(self.data_dir)
         found = {"device": device_name(dev), "dataset": self.dataset, "versions": versions}
+        found["precision"] = precision(dev)  # of training there
         if dev.type == "cuda":
             props = torch.cuda.get_device_properties(dev)
             found["gpu_memory_gib"] = props.total_memory / 2**30
@@ -317,7 +320,8 @@ def figures_text(name: str, r: dict) -> str:
     if name == "environment":
         v = r["versions"]
         return (
-            f"{r['device']}; torch {v['torch']}, hyperopt {v['hyperopt']}, mlflow {v['mlflow']}, "
+            f"{r['device']} (training in {r['precision']}); torch {v['torch']}, hyperopt {v['hyperopt']}, "
+            f"mlflow {v['mlflow']}, "
             f"dask {v['dask']}; data {r['dataset']}"
         )
     if name == "campaign":

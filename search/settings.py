@@ -263,6 +263,18 @@ def resolve(
     )
 
 
+CPU_BF16 = "ARCHSEARCH_CPU_BF16"  # 0: train in float32 on a CPU even where it computes bf16 natively
+
+
+def cpu_bf16_allowed() -> bool:
+    """``ARCHSEARCH_CPU_BF16``: unset or 1, training on a CPU that computes bf16 natively runs under
+    bf16 autocast (:func:`search.train.cpu_bf16`); 0, in float32."""
+    said = os.environ.get(CPU_BF16, "").strip()
+    if said not in ("", "0", "1"):
+        raise UserError(f"{CPU_BF16}={said!r}: expected 0 (float32 on a CPU) or 1 (bf16 where native)")
+    return said != "0"
+
+
 def tracking_uri(flag: str | None, runs: Path) -> str:
     """--tracking-uri, else MLFLOW_TRACKING_URI, else a SQLite store under ``runs``."""
     uri = flag or os.environ.get("MLFLOW_TRACKING_URI")

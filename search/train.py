@@ -1,13 +1,14 @@
 """The training evaluator (``training.mode: train``): build one architecture, train it with its
 recipe by backprop, validate every epoch.
 
-Data stays on the device as tensors; each epoch draws one permutation and slices batches from
-it, so there is no DataLoader and no per-batch copy from the host. On CUDA the model runs in
-channels_last under bf16 autocast (fp16 with loss scaling where bf16 is missing); on CPU in
-float32, channels_last. A NaN/inf loss stops the trial at once on a CPU, within
+Data stays on the device as tensors; each epoch draws one permutation and slices batches from it,
+so there is no DataLoader and no per-batch copy from the host. On CUDA the model runs in
+channels_last under bf16 autocast (fp16 with loss scaling where bf16 is missing); on a CPU that
+computes bf16 natively (AVX512-BF16 or AMX) it trains in channels_last under bf16 autocast too
+(2.4x the images per second of float32 for a plain 3-conv network on 2 cores) and validates in
+float32, elsewhere it runs in float32. A NaN/inf loss stops the trial at once on a CPU, within
 ``CHECK_EVERY_CUDA`` steps on a GPU ("diverged"); the rest of what ends a trial is the trial
-contract's (``search.trial``).
-"""
+contract's (``search.trial``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from models import Limits, build_model
 
 from .data import Data
 from .outcome import Outcome
+from .settings import cpu_bf16_allowed
 from .trial import (
     Diverged,
     TrialResult,
@@ -111,6 +113,8 @@ def augment(x: torch.Tensor, aug: dict) -> torch.Tensor:
 
 def amp_of(device: torch.device) -> tuple[torch.dtype | None, bool]:
     """Autocast dtype (None: float32) and whether the loss needs scaling."""
+    if device.type == "cpu":
+        return (torch.bfloat16 if cpu_bf16() else None), False
     if device.type != "cuda":
         return None, False
     if torch.cuda.is_bf16_supported():
@@ -122,7 +126,11 @@ def amp_of(device: torch.device) -> tuple[torch.dtype | None, bool]:
 def validate(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, amp: torch.dtype | None
 ) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy) over a whole split, in large batches."""
+    """(accuracy, mean cross-entropy) over a whole split, in large batches, under autocast to
+    ``amp`` on a GPU; on a CPU in float32 always, as an exported model computes (bf16 there only
+    speeds training, where the backward pass costs twice the forward)."""
+    if x.device.type == "cpu":
+        amp = None
     model.eval()
     loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device, dtype=torch.long)
@@ -166,6 +174,25 @@ def fit_step(
     scaler.step(opt)
     scaler.update()
     return loss
+
+
+def precision(device: torch.device) -> str:
+    """How training runs on ``device``, in words: ``bf16 autocast``, ``fp16 autocast, loss
+    scaled`` or ``float32``."""
+    amp, scaled = amp_of(device)
+    if amp is None:
+        return "float32"
+    return "fp16 autocast, loss scaled" if scaled else "bf16 autocast"
+
+
+def cpu_bf16() -> bool:
+    """Whether training on this CPU runs under bf16 autocast: where it computes bfloat16 natively
+    (AVX512-BF16 or AMX instructions), unless ``ARCHSEARCH_CPU_BF16=0``
+    (:func:`search.settings.cpu_bf16_allowed`). Elsewhere bf16 is emulated, slower than float32."""
+    if not cpu_bf16_allowed():
+        return False
+    native = [getattr(torch.cpu, f"_is_{name}_supported", None) for name in ("avx512_bf16", "amx_tile")]
+    return any(check is not None and check() for check in native)
 
 
 def step_seconds(

@@ -110,6 +110,10 @@ def environment(device: torch.device | None) -> dict:
     from ..tracking import versions
 
     env: dict = {"device": "cpu (hyperopt runs in Python)" if device is None else _device_text(device)}
+    if device is not None:
+        from ..train import precision
+
+        env["precision"] = precision(device)  # the campaign's training's (and bench value's reference's)
     env["threads"] = torch.get_num_threads()
     env["cpus"] = os.cpu_count()
     env["platform"] = platform.platform(terse=True)
@@ -126,8 +130,10 @@ def _device_text(device: torch.device) -> str:
 
 def env_line(env: dict) -> str:
     busy = " (other work may compete: expect noise)" if env["load_average"] > 1.0 else ""
+    trained = f" (training in {env['precision']})" if "precision" in env else ""
     return (
-        f"{env['device']}, {env['threads']} threads of {env['cpus']} CPUs, load {env['load_average']}{busy}; "
+        f"{env['device']}{trained}, {env['threads']} threads of {env['cpus']} CPUs, "
+        f"load {env['load_average']}{busy}; "
         f"python {env['python']}, torch {env['torch']}, hyperopt {env['hyperopt']}, mlflow {env['mlflow']}"
     )
 

@@ -6,10 +6,11 @@ on the test set, over several seeds.
 - The reference (written here, not drawn from a space): three 3x3 convolutions of 32, 64 and 128
   filters, each with batch norm, ReLU and 2x2 max pooling, global average pooling and a linear
   classifier; AdamW (lr 2e-3, weight decay 5e-4), batches of 128, a cosine schedule, no
-  augmentation. It trains on every training image (no validation split: nothing is chosen) for as
-  many epochs as fit in B: planned from a probe of its speed, planned again after each epoch
-  from the recent epochs' times, as a campaign's final training is (the probe and the data load
-  count against B).
+  augmentation, in the precision a campaign trains in on the device (bf16 autocast on a GPU and on
+  a CPU that computes bf16 natively; float32 elsewhere). It trains on every training image (no
+  validation split: nothing is chosen) for as many epochs as fit in B: planned from a probe of its
+  speed, planned again after each epoch from the recent epochs' times, as a campaign's final
+  training is (the probe and the data load count against B).
 - The campaign: ``archsearch run SPACE --time-budget B --seed S`` in a process of its own, with
   the space's final stage (``search.final``) training its best architecture on every training
   image in the time it kept; its test accuracy is its ensemble's when the space averages its final
@@ -138,14 +139,16 @@ def reference(
 ) -> dict:
     """Train the reference for as many epochs as fit in ``budget`` seconds (its data load and
     speed probe included), test it once."""
-    from ..train import validate
+    from ..train import amp_of, validate
 
     start = time.perf_counter()
+    amp, scaled = amp_of(device)  # the campaign's training's precision on this device, but fp16
+    amp = None if scaled else amp  # (loss scaling: a GPU without bf16) for float32
     data = whole_training_set(space_path, sets, folder)
     x, y = data.x_train.to(device), data.y_train.to(device)
     torch.manual_seed(seed)
     model = Reference(data.input_shape[0], data.n_classes).to(device, memory_format=torch.channels_last)
-    step_seconds = probe(model, x, y, device)
+    step_seconds = probe(model, x, y, device, amp)
     steps_per_epoch = math.ceil(len(x) / RECIPE["batch_size"])
     test_seconds = step_seconds * len(data.x_test) / RECIPE["batch_size"] / 3  # forward only
     left = budget - (time.perf_counter() - start) - test_seconds
@@ -153,9 +156,9 @@ def reference(
     torch.manual_seed(seed)  # the probe's steps are discarded: a fresh model
     model = Reference(data.input_shape[0], data.n_classes).to(device, memory_format=torch.channels_last)
     train_seconds, epochs = fit(
-        model, x, y, epochs, device, budget - (time.perf_counter() - start) - test_seconds
+        model, x, y, epochs, device, budget - (time.perf_counter() - start) - test_seconds, amp
     )
-    test_acc, _ = validate(model, data.x_test.to(device), data.y_test.to(device), None)  # fp32, as trained
+    test_acc, _ = validate(model, data.x_test.to(device), data.y_test.to(device), amp)
     return {
         "test_acc": test_acc,
         "epochs": epochs,
@@ -177,7 +180,9 @@ def whole_training_set(space_path: str, sets: list[str], folder: Path | None) ->
     return final_data(space, RUNS / "data", folder)
 
 
-def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+def probe(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: torch.dtype | None
+) -> float:
     """Seconds of one training step of the reference: the mean of PROBE_STEPS steps after 5 to
     warm up (the weights it leaves are thrown away)."""
     opt = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=RECIPE["weight_decay"])
@@ -188,7 +193,7 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.devi
             sync(device)
             start = time.perf_counter()
         idx = torch.randint(0, len(x), (bs,), device=device)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss = _loss(model, x[idx], y[idx], device, amp)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -197,7 +202,13 @@ def probe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.devi
 
 
 def fit(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device, seconds: float
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epochs: int,
+    device: torch.device,
+    seconds: float,
+    amp: torch.dtype | None,
 ) -> tuple[float, int]:
     """The standard recipe: AdamW, a cosine schedule over every step, shuffled batches; the
     epochs planned from the probe, planned again after each epoch from the recent epochs' times
@@ -222,7 +233,7 @@ def fit(
         perm = torch.randperm(len(x), device=device)
         for i in range(0, len(x) - 1, bs):  # a last batch of one image is left out (batch norm)
             idx = perm[i : i + bs]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss = _loss(model, x[idx], y[idx], device, amp)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -234,6 +245,14 @@ def fit(
         plan["total"] = epochs * steps
     sync(device)
     return time.perf_counter() - start, epochs
+
+
+def _loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, amp: torch.dtype | None
+) -> torch.Tensor:
+    """The cross-entropy of a batch, under autocast to ``amp`` where it is not None."""
+    with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        return F.cross_entropy(model(x), y)
 
 
 # ---------------------------------------------------------------- the campaign

@@ -1,4 +1,5 @@
-"""The training evaluator's parts: learning-rate schedules, optimizers, augmentation, the timed step."""
+"""The training evaluator's parts: learning-rate schedules, optimizers, augmentation, the timed step,
+the precision it trains in."""
 
 import math
 from types import SimpleNamespace
@@ -7,7 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from search.train import augment, lr_factor, make_optimizer, step_seconds, train
+import search.train
+from search.cli import main
+from search.errors import UserError
+from search.settings import CPU_BF16
+from search.train import amp_of, augment, lr_factor, make_optimizer, precision, step_seconds, train
+from tests.conftest import ROOT
 
 RECIPE = {  # a recipe's keys that a training step reads
     "optimizer": {"kind": "adamw", "beta1": 0.9, "beta2": 0.999},
@@ -113,3 +119,53 @@ def test_training_planned_again_after_each_epoch_trains_the_new_epochs_on_a_resc
         if plans[-1] != 1:  # the cosine runs over the new total, to 0 at its last step
             assert history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
             assert history[1]["lr"] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * 2 / plans[0])))
+
+
+def test_a_cpu_trains_in_bf16_where_it_computes_bf16_natively_unless_told_not_to(monkeypatch):
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, native in ((True, False, True), (False, True, True), (False, False, False)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        for said in (None, "1", " 1 "):  # unset or 1: bf16 where native, never emulated
+            if said is None:
+                monkeypatch.delenv(CPU_BF16, raising=False)
+            else:
+                monkeypatch.setenv(CPU_BF16, said)
+            assert amp_of(cpu) == (torch.bfloat16 if native else None, False)
+            assert precision(cpu) == ("bf16 autocast" if native else "float32")
+        monkeypatch.setenv(CPU_BF16, "0")
+        assert amp_of(cpu) == (None, False) and precision(cpu) == "float32"
+    # a torch without the checks: float32
+    monkeypatch.delenv(CPU_BF16)
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert amp_of(cpu) == (None, False)
+    monkeypatch.setenv(CPU_BF16, "yes")
+    with pytest.raises(UserError, match="ARCHSEARCH_CPU_BF16='yes': expected 0 .* or 1"):
+        amp_of(cpu)
+
+
+def test_a_bad_archsearch_cpu_bf16_stops_a_command_before_it_starts(monkeypatch, capsys):
+    monkeypatch.setenv(CPU_BF16, "2")
+    assert main(["sample", str(ROOT / "spaces/quickstart.yaml"), "-n", "1"]) == 2
+    assert "archsearch: error: ARCHSEARCH_CPU_BF16='2': expected 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_on_a_cpu_training_runs_in_its_precision_and_validation_in_float32(native, monkeypatch):
+    monkeypatch.setattr(search.train, "cpu_bf16", lambda: native)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(16, 3))
+    seen = []
+    model[0].register_forward_hook(lambda m, i, out: seen.append((m.training, out.dtype)))
+    data = SimpleNamespace(
+        x_train=torch.randn(100, 1, 2, 2),
+        y_train=torch.randint(0, 3, (100,)),
+        x_val=torch.randn(20, 1, 2, 2),
+        y_val=torch.randint(0, 3, (20,)),
+    )
+    recipe = {**RECIPE, "schedule": {"kind": "cosine", "warmup_epochs": 0}, "epochs": 2}
+    history = train(model, recipe, data)
+    assert {dtype for training, dtype in seen if training} == {torch.bfloat16 if native else torch.float32}
+    assert {dtype for training, dtype in seen if not training} == {torch.float32}  # as exported
+    assert model[0].weight.dtype == torch.float32 and len(history) == 2
