@@ -96,13 +96,19 @@ def test_a_step_is_timed_over_at_least_its_steps_and_seconds_and_at_most_an_epoc
     assert len(calls) == 2 + 10  # an epoch of 10 steps at most, whatever the seconds
 
 
-def test_training_planned_again_after_each_epoch_trains_the_new_epochs_on_a_rescaled_schedule():
-    data = SimpleNamespace(
-        x_train=torch.randn(200, 1, 2, 2),
-        y_train=torch.randint(0, 3, (200,)),
+def two_by_two(images: int) -> SimpleNamespace:
+    """Random 2x2 images of 3 classes, ``images`` to train on and 20 to validate: a split's fields
+    that training reads."""
+    return SimpleNamespace(
+        x_train=torch.randn(images, 1, 2, 2),
+        y_train=torch.randint(0, 3, (images,)),
         x_val=torch.randn(20, 1, 2, 2),
         y_val=torch.randint(0, 3, (20,)),
     )
+
+
+def test_training_planned_again_after_each_epoch_trains_the_new_epochs_on_a_rescaled_schedule():
+    data = two_by_two(200)
     recipe = {**RECIPE, "schedule": {"kind": "cosine", "warmup_epochs": 0}, "epochs": 6}
     for plans in ([2, 2], [9] * 9, [9, 9, 1]):  # fewer, more, then stop at once (never below those done)
         seen = []
@@ -158,12 +164,7 @@ def test_on_a_cpu_training_runs_in_its_precision_and_validation_in_float32(nativ
     model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(16, 3))
     seen = []
     model[0].register_forward_hook(lambda m, i, out: seen.append((m.training, out.dtype)))
-    data = SimpleNamespace(
-        x_train=torch.randn(100, 1, 2, 2),
-        y_train=torch.randint(0, 3, (100,)),
-        x_val=torch.randn(20, 1, 2, 2),
-        y_val=torch.randint(0, 3, (20,)),
-    )
+    data = two_by_two(100)
     recipe = {**RECIPE, "schedule": {"kind": "cosine", "warmup_epochs": 0}, "epochs": 2}
     history = train(model, recipe, data)
     assert {dtype for training, dtype in seen if training} == {torch.bfloat16 if native else torch.float32}
