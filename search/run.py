@@ -62,7 +62,7 @@ def launch(
     progress = Progress(settings.quiet, parallel=executor.capacity())
     campaign, verb = open_campaign(store, campaign, settings, data, executor)
 
-    status, t0 = "FAILED", started
+    status = "FAILED"
     resume = f"archsearch run --resume {settings.name}{runs_flag(settings.runs)}"
     try:
         campaign.set_tags(campaign_tags(space.search))
@@ -110,7 +110,7 @@ def launch(
         except TrackingError:
             if status != "FAILED":  # else the error that stopped the campaign says it already
                 raise
-    progress.finish(last_lines(settings, store, state, why, time.monotonic() - t0, finals, averaged))
+    progress.finish(last_lines(settings, store, state, why, time.monotonic() - started, finals, averaged))
     return 0
 
 
@@ -159,7 +159,7 @@ def run_final(
 
 
 def _settings_text(values: dict, prefix: str) -> str:
-    """``training.label_smoothing=0.1, training.augmentation.hflip=True``: nested settings, dotted."""
+    """``training.label_smoothing=0.1, training.augmentation.hflip=true``: nested settings, dotted."""
     return ", ".join(
         _settings_text(v, f"{prefix}.{k}") if isinstance(v, dict) else f"{prefix}.{k}={json.dumps(v)}"
         for k, v in values.items()

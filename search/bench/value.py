@@ -142,8 +142,10 @@ def reference(
     from ..train import amp_of, validate
 
     start = time.perf_counter()
-    amp, scaled = amp_of(device)  # the campaign's training's precision on this device, but fp16
-    amp = None if scaled else amp  # (loss scaling: a GPU without bf16) for float32
+    # the precision a campaign trains in on this device; float32 where that is fp16, which needs
+    # loss scaling (a GPU without bf16)
+    amp, scaled = amp_of(device)
+    amp = None if scaled else amp
     data = whole_training_set(space_path, sets, folder)
     x, y = data.x_train.to(device), data.y_train.to(device)
     torch.manual_seed(seed)
