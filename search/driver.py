@@ -374,7 +374,7 @@ class Loop:
         self.flights: dict[str, Flight] = {}
         self.plots = Plots(plots, clock)
         self.started = clock() if started is None else started  # the time budget counts from it
-        self.enough = f"{settings['trials']} trials ended"
+        self.enough = f"{settings['trials']} trial{'s' * (settings['trials'] != 1)} ended"
         self.ahead: Ahead | None = None  # the next suggestion, made while the trials run
         self.asker: ThreadPoolExecutor | None = None
 

@@ -287,7 +287,11 @@ def campaign(
         trials, finals = record.trials(), [r for r in record.trials("final") if r.outcome == "ok"]
         ensembles = [r for r in record.trials("ensemble") if r.outcome == "ok"]
     if not finals:
-        raise UserError(f"bench value: campaign {name} logged no final run (is search.final.top set?)")
+        ended_why = next(
+            (line for line in done.stdout.splitlines() if line.startswith(f"campaign {name}:")), None
+        )
+        why = f"it said: {ended_why}" if ended_why else "is search.final.top set?"
+        raise UserError(f"bench value: campaign {name} logged no final run ({why})")
     final = finals[0]  # of the best trial
     tested = ensembles[-1] if ensembles else final
     ended = [r for r in trials if r.outcome.ended]
