@@ -292,20 +292,19 @@ def flatten(config: dict) -> dict[str, Any]:
     """The dotted view of a config: {"depth": 3, "l1.filters.count": 64, "training.lr": ...}."""
     arch = config["architecture"]
     out: dict[str, Any] = {"depth": len(arch["layers"])}
-
-    def walk(value: Any, prefix: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{prefix}.{k}")
-        else:
-            out[prefix] = value
-
-    walk(arch["input_norm"], "l0.norm")
+    out.update(dotted(arch["input_norm"], "l0.norm"))
     for i, layer in enumerate(arch["layers"], start=1):
-        walk(layer, layer_label(i))
-    walk(arch["head"], "head")
-    walk(config["training"], "training")
+        out.update(dotted(layer, layer_label(i)))
+    out.update(dotted(arch["head"], "head"))
+    out.update(dotted(config["training"], "training"))
     return out
+
+
+def dotted(value: Any, prefix: str) -> dict[str, Any]:
+    """Nested settings under ``prefix``, one dotted key per leaf: {"training.augmentation.hflip": True}."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    return {key: leaf for k, v in value.items() for key, leaf in dotted(v, f"{prefix}.{k}").items()}
 
 
 def arch_name(arch: dict) -> str:

@@ -321,8 +321,7 @@ def figures_text(name: str, r: dict) -> str:
         v = r["versions"]
         return (
             f"{r['device']} (training in {r['precision']}); torch {v['torch']}, hyperopt {v['hyperopt']}, "
-            f"mlflow {v['mlflow']}, "
-            f"dask {v['dask']}; data {r['dataset']}"
+            f"mlflow {v['mlflow']}, dask {v['dask']}; data {r['dataset']}"
         )
     if name == "campaign":
         counts = ", ".join(f"{n} {o}" for o, n in r["outcomes"].items())

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .campaign import runs_flag, space_data, stored_settings
-from .compile import CompiledSpace, OutsideSpace
+from .compile import CompiledSpace, OutsideSpace, dotted
 from .cost import accuracy_line
 from .data import Data
 from .driver import Interrupts, Loop
@@ -148,7 +148,9 @@ def run_final(
     if not settings.quiet:
         top = space.search["final"]["top"]
         room = f", {duration(max(0.0, left))} left" if left is not None else ""
-        recipe = _settings_text(space.search["final"]["training"], "training")
+        recipe = ", ".join(
+            f"{k}={json.dumps(v)}" for k, v in dotted(space.search["final"]["training"], "training").items()
+        )
         recipe = f", with {recipe}" if recipe else ""
         print(
             f"final stage: the best {top} trained on {len(data.x_train):,} images{recipe}{room}", flush=True
@@ -156,14 +158,6 @@ def run_final(
     finals = final_stage(campaign, space, data, dev, left, say, interrupts.should_stop)
     averaged = ensemble_stage(campaign, finals, data, dev, say) if space.search["final"]["ensemble"] else None
     return finals, averaged
-
-
-def _settings_text(values: dict, prefix: str) -> str:
-    """``training.label_smoothing=0.1, training.augmentation.hflip=true``: nested settings, dotted."""
-    return ", ".join(
-        _settings_text(v, f"{prefix}.{k}") if isinstance(v, dict) else f"{prefix}.{k}={json.dumps(v)}"
-        for k, v in values.items()
-    )
 
 
 def check_same(campaign: Campaign, settings: Settings) -> None:
